@@ -1,0 +1,1 @@
+//! llama31 formats.
