@@ -1,0 +1,161 @@
+//! End-to-end checks of the engine on the real SmolLM2-135M-Instruct Q4_1 GGUF (ignored by
+//! default: needs the fixture cache and takes a few seconds). Run with
+//! `cargo test -p llama31-engine --test smollm2 -- --ignored`.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use llama31_engine::{
+    default_stop_tokens, generate, perplexity, perplexity_tokens, FinishReason, GenerateRequest,
+    LanguageModel, PerplexityOptions, SamplingParams,
+};
+use llama31_formats::GgufFile;
+use llama31_model::{LoadOptions, Model};
+use llama31_tokenizer::{GgufVocab, Tokenizer};
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("LLAMA31_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/llama31"))
+}
+
+fn load() -> (Model, Tokenizer) {
+    let path = cache_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let g = GgufFile::open(&path).unwrap();
+    let opt_vec = |k: &str| {
+        if g.contains_key(k) {
+            g.get_str_array(k).unwrap().to_vec()
+        } else {
+            Vec::new()
+        }
+    };
+    let vocab = GgufVocab {
+        model: g.get_str("tokenizer.ggml.model").unwrap().to_owned(),
+        pre: g.opt_str("tokenizer.ggml.pre").unwrap().map(str::to_owned),
+        tokens: g.get_str_array("tokenizer.ggml.tokens").unwrap().to_vec(),
+        token_types: if g.contains_key("tokenizer.ggml.token_type") {
+            g.get_i32_array("tokenizer.ggml.token_type")
+                .unwrap()
+                .into_owned()
+        } else {
+            Vec::new()
+        },
+        merges: opt_vec("tokenizer.ggml.merges"),
+        bos_id: g.opt_u32("tokenizer.ggml.bos_token_id").unwrap(),
+        eos_id: g.opt_u32("tokenizer.ggml.eos_token_id").unwrap(),
+        eot_id: g.opt_u32("tokenizer.ggml.eot_token_id").unwrap(),
+        eom_id: g.opt_u32("tokenizer.ggml.eom_token_id").unwrap(),
+        pad_id: g.opt_u32("tokenizer.ggml.padding_token_id").unwrap(),
+        add_bos: g.opt_bool("tokenizer.ggml.add_bos_token").unwrap(),
+        add_eos: g.opt_bool("tokenizer.ggml.add_eos_token").unwrap(),
+    };
+    let tok = Tokenizer::from_gguf_vocab(vocab).unwrap();
+    let model = Model::load(
+        &path,
+        LoadOptions {
+            max_seq_len: Some(512),
+            progress: None,
+        },
+    )
+    .unwrap();
+    (model, tok)
+}
+
+const TEXT: &str = "The quick brown fox jumps over the lazy dog. Paris is the capital of France, \
+and Berlin is the capital of Germany. Water boils at one hundred degrees Celsius at sea level. \
+The sun rises in the east and sets in the west.";
+
+#[test]
+#[ignore = "needs the SmolLM2 GGUF fixture; a few seconds"]
+fn greedy_generation_with_stops_and_seeded_sampling() {
+    let (model, tok) = load();
+    let prompt_text =
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
+    let prompt = tok.encode(prompt_text, true);
+    let stops = default_stop_tokens(&tok, &model.config().eos_token_ids);
+    let mut req = GenerateRequest {
+        prompt,
+        max_tokens: Some(40),
+        sampling: SamplingParams::greedy(),
+        stop_tokens: stops,
+        stop_strings: Vec::new(),
+    };
+    let mut pieces = String::new();
+    let g = generate(&model, &tok, &req, &mut |t| {
+        pieces.push_str(t);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    eprintln!("{:?} {:?} {:?}", g.text, g.finish_reason, g.timings);
+    assert_eq!(pieces, g.text);
+    assert_eq!(g.text, tok.decode_lossy(&g.tokens));
+    assert!(g.text.contains("Paris"), "{:?}", g.text);
+    assert!(g.usage.completion_tokens >= 1);
+
+    // Stop at "Paris": the text ends right before it.
+    req.stop_strings = vec!["Paris".into()];
+    let s = generate(&model, &tok, &req, &mut |_| ControlFlow::Continue(())).unwrap();
+    let cut = g.text.find("Paris").unwrap();
+    assert_eq!(s.text, g.text[..cut]);
+    assert!(matches!(s.finish_reason, FinishReason::StopString { .. }));
+
+    // Seeded sampling is reproducible.
+    req.stop_strings.clear();
+    req.sampling = SamplingParams {
+        seed: Some(7),
+        temperature: 1.0,
+        ..SamplingParams::default()
+    };
+    let a = generate(&model, &tok, &req, &mut |_| ControlFlow::Continue(())).unwrap();
+    let b = generate(&model, &tok, &req, &mut |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(a.tokens, b.tokens);
+}
+
+/// Runs `forward_all` one token at a time through the default trait method.
+struct OneByOne<'a>(&'a Model);
+
+impl LanguageModel for OneByOne<'_> {
+    type Session = llama31_model::KvCache;
+    fn vocab_size(&self) -> usize {
+        self.0.vocab_size()
+    }
+    fn context_len(&self) -> usize {
+        self.0.context_len()
+    }
+    fn new_session(&self, n: usize) -> Result<Self::Session, llama31_engine::EngineError> {
+        self.0.new_session(n)
+    }
+    fn forward(
+        &self,
+        s: &mut Self::Session,
+        t: &[u32],
+        p: usize,
+    ) -> Result<Vec<f32>, llama31_engine::EngineError> {
+        LanguageModel::forward(self.0, s, t, p)
+    }
+}
+
+#[test]
+#[ignore = "needs the SmolLM2 GGUF fixture; a few seconds"]
+fn perplexity_batched_equals_sequential_and_text_beats_shuffle() {
+    let (model, tok) = load();
+    let tokens = perplexity_tokens(&tok, TEXT);
+    assert_eq!(
+        Some(tokens[0]),
+        tok.bos_id().filter(|_| tok.add_bos()).or(Some(tokens[0]))
+    );
+    let opts = PerplexityOptions::new(24);
+    let batched = perplexity(&model, &tokens, opts, &mut |_| {}).unwrap();
+    let seq = perplexity(&OneByOne(&model), &tokens, opts, &mut |_| {}).unwrap();
+    assert_eq!(batched.nll.len(), seq.nll.len());
+    for (a, b) in batched.nll.iter().zip(&seq.nll) {
+        assert!((a - b).abs() < 2e-3, "batched {a} vs sequential {b}");
+    }
+    // Natural text is far more predictable than the same tokens reversed.
+    let mut rev = tokens.clone();
+    rev.reverse();
+    let r = perplexity(&model, &rev, opts, &mut |_| {}).unwrap();
+    eprintln!("ppl text {} reversed {}", batched.ppl, r.ppl);
+    assert!(batched.ppl < 60.0, "ppl {}", batched.ppl);
+    assert!(batched.ppl * 4.0 < r.ppl);
+}
