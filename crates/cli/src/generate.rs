@@ -1,0 +1,279 @@
+//! `llama31 run` (one prompt) and `llama31 chat` (interactive), both streaming.
+
+use std::io::{BufRead, Write};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use llama31_chat::{Message, PromptOptions};
+use llama31_engine::{
+    default_stop_tokens, generate_in_session, GenerateRequest, Generation, SamplingParams, Session,
+};
+use llama31_model::Model;
+use llama31_tokenizer::Tokenizer;
+
+use crate::prompt::render;
+use crate::source::Source;
+
+/// Sampling and context options shared by `run` and `chat`.
+#[derive(Args, Clone)]
+pub struct SamplingArgs {
+    /// Temperature; 0 is greedy decoding.
+    #[arg(long = "temp", default_value_t = 0.8)]
+    temperature: f32,
+    /// Keep only the K most likely tokens (0: off).
+    #[arg(long, default_value_t = 40)]
+    top_k: i32,
+    /// Keep the smallest set of tokens whose probability adds up to P.
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Drop tokens less likely than P times the most likely one.
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    /// Penalize repeats of the last 64 tokens (1.0: off).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// Random seed (same seed, same output).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Context length (prompt + reply), at most the model's.
+    #[arg(long, default_value_t = 4096)]
+    ctx: usize,
+    /// Stop when this text is generated (may be repeated).
+    #[arg(long = "stop")]
+    stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    fn params(&self) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            seed: self.seed,
+            ..SamplingParams::default()
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// A .gguf file, an HF model dir or a Meta model dir.
+    #[arg(long)]
+    model: PathBuf,
+    /// The prompt (a user message for chat models; the text to continue with --raw).
+    #[arg(long)]
+    prompt: String,
+    /// Maximum tokens to generate (default: until the model stops or the context is full).
+    #[arg(short = 'n', long = "max-tokens")]
+    max_tokens: Option<usize>,
+    /// Plain completion: no chat format even for chat models.
+    #[arg(long)]
+    raw: bool,
+    /// A system message (chat models only).
+    #[arg(long)]
+    system: Option<String>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+#[derive(Args)]
+pub struct ChatArgs {
+    /// A .gguf file, an HF model dir or a Meta model dir.
+    #[arg(long)]
+    model: PathBuf,
+    /// A system message for the conversation.
+    #[arg(long)]
+    system: Option<String>,
+    /// Maximum tokens per reply (default: until the model stops or the context is full).
+    #[arg(short = 'n', long = "max-tokens")]
+    max_tokens: Option<usize>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+/// A loaded model with everything generation needs.
+struct Loaded {
+    source: Source,
+    tokenizer: Tokenizer,
+    model: Model,
+    stop_tokens: Vec<u32>,
+}
+
+fn load(path: &std::path::Path, ctx: usize) -> Result<Loaded> {
+    let source = Source::detect(path)?;
+    if matches!(source, Source::TiktokenFile(_) | Source::HfTokenizerJson(_)) {
+        bail!(
+            "{} is a tokenizer, not a model: give a .gguf file, an HF model dir or a Meta model dir",
+            path.display()
+        );
+    }
+    let tokenizer = source.load_tokenizer()?;
+    if ctx < 2 {
+        bail!("--ctx must be at least 2, got {ctx}");
+    }
+    let model = crate::load::load_model(&source, Some(ctx))?;
+    let stop_tokens = default_stop_tokens(&tokenizer, &model.config().eos_token_ids);
+    Ok(Loaded {
+        source,
+        tokenizer,
+        model,
+        stop_tokens,
+    })
+}
+
+/// Streams one reply to standard output; `cancel` (set by Ctrl-C in chat) stops it early.
+fn stream(
+    loaded: &Loaded,
+    session: &mut Session<Model>,
+    prompt: Vec<u32>,
+    max_tokens: Option<usize>,
+    sampling: &SamplingArgs,
+    cancel: Option<&AtomicBool>,
+) -> Result<Generation> {
+    let mut req = GenerateRequest::new(prompt);
+    req.max_tokens = max_tokens;
+    req.sampling = sampling.params();
+    req.stop_tokens = loaded.stop_tokens.clone();
+    req.stop_strings = sampling.stop.clone();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut write_failed = false;
+    let generation = generate_in_session(
+        &loaded.model,
+        &loaded.tokenizer,
+        session,
+        &req,
+        &mut |piece| {
+            if out
+                .write_all(piece.as_bytes())
+                .and_then(|_| out.flush())
+                .is_err()
+            {
+                write_failed = true;
+                return ControlFlow::Break(());
+            }
+            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        },
+    )?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(generation)
+}
+
+fn report(g: &Generation) {
+    eprintln!(
+        "[{} prompt tokens at {:.1} tok/s, {} generated at {:.1} tok/s, {}]",
+        g.usage.prompt_tokens,
+        g.timings.prefill_tok_per_s(),
+        g.usage.completion_tokens,
+        g.timings.decode_tok_per_s(),
+        g.finish_reason.as_openai_str()
+    );
+}
+
+fn chat_prompt(loaded: &Loaded, messages: &[Message]) -> Result<Vec<u32>> {
+    let opts = PromptOptions::default();
+    Ok(render(&loaded.source, &loaded.tokenizer, messages, Some(&opts))?.ids)
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let loaded = load(&args.model, args.sampling.ctx)?;
+    let chat = !args.raw && loaded.source.is_instruct()?;
+    let prompt = if chat {
+        let mut messages = Vec::new();
+        if let Some(system) = &args.system {
+            messages.push(Message::system(system.clone()));
+        }
+        messages.push(Message::user(args.prompt.clone()));
+        chat_prompt(&loaded, &messages)?
+    } else {
+        if args.system.is_some() {
+            bail!("--system needs a chat model (and no --raw)");
+        }
+        let mut ids = Vec::new();
+        if loaded.tokenizer.add_bos() {
+            ids.extend(loaded.tokenizer.bos_id());
+        }
+        ids.extend(loaded.tokenizer.encode(&args.prompt, false));
+        ids
+    };
+    let mut session = Session::new(&loaded.model, args.sampling.ctx)?;
+    let g = stream(
+        &loaded,
+        &mut session,
+        prompt,
+        args.max_tokens,
+        &args.sampling,
+        None,
+    )?;
+    report(&g);
+    Ok(())
+}
+
+pub fn chat(args: ChatArgs) -> Result<()> {
+    let loaded = load(&args.model, args.sampling.ctx)?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        ctrlc::set_handler(move || cancel.store(true, Ordering::Relaxed))
+            .context("installing the Ctrl-C handler")?;
+    }
+    // One KV cache for the whole conversation: each turn only prefills what is new.
+    let mut session = Session::new(&loaded.model, args.sampling.ctx)?;
+    let mut history: Vec<Message> = Vec::new();
+    if let Some(system) = &args.system {
+        history.push(Message::system(system.clone()));
+    }
+    eprintln!("Chatting with {}. /reset clears the conversation, /exit or Ctrl-D quits, Ctrl-C stops a reply.", loaded.source.path().display());
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        eprint!("> ");
+        std::io::stderr().flush()?;
+        let Some(line) = lines.next() else { break };
+        let line = line.context("reading standard input")?;
+        let text = line.trim_end_matches(['\r', '\n']);
+        match text.trim() {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                history.truncate(usize::from(args.system.is_some()));
+                eprintln!("(conversation cleared)");
+                continue;
+            }
+            _ => {}
+        }
+        history.push(Message::user(text.to_string()));
+        let prompt = chat_prompt(&loaded, &history)?;
+        cancel.store(false, Ordering::Relaxed);
+        match stream(
+            &loaded,
+            &mut session,
+            prompt,
+            args.max_tokens,
+            &args.sampling,
+            Some(&cancel),
+        ) {
+            Ok(g) => {
+                report(&g);
+                history.push(Message::assistant(g.text.clone()));
+            }
+            Err(e) => {
+                // A reply that cannot be produced (e.g. the conversation outgrew the context)
+                // is reported; the conversation stays usable (/reset).
+                eprintln!("error: {e:#}");
+                history.pop();
+            }
+        }
+    }
+    Ok(())
+}

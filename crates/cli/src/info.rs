@@ -1,0 +1,158 @@
+//! `llama31 info`: what a model path holds — config, tensors, tokenizer, chat template, provenance.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::source::{ChatFormat, Source};
+
+#[derive(Args)]
+pub struct InfoArgs {
+    /// A .gguf file, an HF model dir or a Meta model dir.
+    #[arg(long)]
+    model: PathBuf,
+}
+
+fn human(bytes: u64) -> String {
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    if mib >= 1024.0 {
+        format!("{:.2} GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.1} MiB")
+    }
+}
+
+fn files(source: &Source) -> Result<Vec<(PathBuf, u64)>> {
+    let path = source.path();
+    let mut out = Vec::new();
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_file() {
+                out.push((entry.path(), meta.len()));
+            }
+        }
+        out.sort();
+    } else {
+        out.push((path.to_path_buf(), std::fs::metadata(path)?.len()));
+    }
+    Ok(out)
+}
+
+fn provenance(source: &Source) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    match source {
+        Source::Gguf(p) => {
+            let gguf = llama31_formats::GgufFile::open(p)?;
+            out.push(("gguf.version".into(), gguf.version().to_string()));
+            for (key, value) in gguf.metadata() {
+                if key.starts_with("general.") {
+                    let v = match value.as_str() {
+                        Some(s) => s.to_string(),
+                        None => value
+                            .as_integer()
+                            .map(|i| i.to_string())
+                            .or_else(|| value.as_f64().map(|f| f.to_string()))
+                            .unwrap_or_else(|| value.type_name()),
+                    };
+                    out.push((key.clone(), v));
+                }
+            }
+        }
+        Source::HfDir(dir) => {
+            if let Some(cfg) = read_json(&dir.join("config.json")) {
+                for key in [
+                    "_name_or_path",
+                    "architectures",
+                    "model_type",
+                    "torch_dtype",
+                    "transformers_version",
+                ] {
+                    if let Some(v) = cfg.get(key) {
+                        out.push((key.into(), v.to_string()));
+                    }
+                }
+            }
+        }
+        Source::MetaDir(dir) => {
+            if let Some(params) = read_json(&dir.join("params.json")) {
+                out.push(("params.json".into(), params.to_string()));
+            }
+        }
+        _ => {}
+    }
+    Ok(out)
+}
+
+fn read_json(path: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+pub fn run(args: InfoArgs) -> Result<()> {
+    let source = Source::detect(&args.model)?;
+    println!("path: {}", source.path().display());
+    println!("format: {}", source.kind_name());
+    println!("files:");
+    for (p, len) in files(&source)? {
+        println!("  {} ({})", p.display(), human(len));
+    }
+
+    let tokenizer = source.load_tokenizer()?;
+    println!("tokenizer:");
+    println!("  vocabulary: {} tokens", tokenizer.vocab_size());
+    println!(
+        "  bos: {:?} (added: {})",
+        tokenizer.bos_id(),
+        tokenizer.add_bos()
+    );
+    println!("  end-of-generation ids: {:?}", tokenizer.eos_ids());
+    match source.chat_format(&tokenizer) {
+        Ok(ChatFormat::Llama3) => println!("chat format: Llama 3 (native, as Meta's ChatFormat)"),
+        Ok(ChatFormat::Template(_)) => {
+            let t = source.chat_template()?.unwrap_or_default();
+            let first = t.lines().next().unwrap_or("");
+            println!("chat format: Jinja template ({} bytes): {first}", t.len());
+        }
+        Err(e) => println!("chat format: none ({e:#})"),
+    }
+
+    if !matches!(source, Source::TiktokenFile(_) | Source::HfTokenizerJson(_)) {
+        let model = crate::load::load_model(&source, Some(1))?;
+        let c = model.config();
+        println!("config:");
+        println!(
+            "  dim {}, layers {}, heads {} (kv {}), head_dim {}, ffn {}, vocab {}",
+            c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim, c.vocab_size
+        );
+        println!(
+            "  norm_eps {}, rope_theta {}, max_seq_len {}, tied embeddings {}",
+            c.norm_eps, c.rope_theta, c.max_seq_len, c.tie_embeddings
+        );
+        match &c.rope_scaling {
+            Some(s) => println!("  rope scaling: llama3 {s:?}"),
+            None => println!("  rope scaling: none"),
+        }
+        let mut by_type: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        for t in model.tensor_summary() {
+            let e = by_type.entry(t.dtype.as_str()).or_default();
+            e.0 += 1;
+            e.1 += t.bytes;
+        }
+        println!("tensors: {}", model.tensor_summary().len());
+        for (dtype, (count, bytes)) in by_type {
+            println!("  {dtype}: {count} tensors, {}", human(bytes as u64));
+        }
+    }
+    let prov = provenance(&source)?;
+    if !prov.is_empty() {
+        println!("provenance:");
+        for (k, v) in prov {
+            println!("  {k}: {v}");
+        }
+    }
+    Ok(())
+}

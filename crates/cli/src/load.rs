@@ -1,0 +1,48 @@
+//! Loading a model with a progress bar and a load-time report.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use llama31_model::{LoadOptions, Model};
+
+use crate::source::Source;
+
+/// Loads the model at `source`, supporting contexts up to `ctx` positions.
+pub fn load_model(source: &Source, ctx: Option<usize>) -> Result<Model> {
+    let start = Instant::now();
+    let bar = ProgressBar::hidden();
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} tensors")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(
+        source
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
+    let progress_bar = bar.clone();
+    let opts = LoadOptions {
+        max_seq_len: ctx,
+        progress: Some(Box::new(move |done, total| {
+            progress_bar.set_length(total as u64);
+            progress_bar.set_position(done as u64);
+        })),
+    };
+    let model = Model::load(source.path(), opts)
+        .with_context(|| format!("loading model {}", source.path().display()))?;
+    bar.finish_and_clear();
+    let bytes: usize = model.tensor_summary().iter().map(|t| t.bytes).sum();
+    eprintln!(
+        "loaded {} in {:.2} s ({} tensors, {:.1} MiB)",
+        source.path().display(),
+        start.elapsed().as_secs_f64(),
+        model.tensor_summary().len(),
+        bytes as f64 / (1024.0 * 1024.0)
+    );
+    Ok(model)
+}

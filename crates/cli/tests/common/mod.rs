@@ -1,0 +1,101 @@
+//! Helpers shared by the CLI integration tests: paths to fixtures and goldens, running the binary.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The fixture cache filled by `scripts/fetch-fixtures.sh` (and `make-tiny-models.py`).
+pub fn cache() -> PathBuf {
+    match std::env::var_os("LLAMA31_CACHE") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/llama31")
+        }
+    }
+}
+
+/// A fixture file that must exist; the message says how to get it.
+pub fn fixture(rel: &str) -> PathBuf {
+    let p = cache().join(rel);
+    assert!(
+        p.exists(),
+        "missing fixture {} — run scripts/fetch-fixtures.sh (and scripts/setup-python.sh + scripts/make-tiny-models.py for tiny/)",
+        p.display()
+    );
+    p
+}
+
+/// A committed golden file.
+pub fn golden(rel: &str) -> PathBuf {
+    let p = repo().join("goldens").join(rel);
+    assert!(p.exists(), "missing golden file {}", p.display());
+    p
+}
+
+/// Reads a JSON-lines file into values.
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).expect("golden file is readable");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("golden line is JSON"))
+        .collect()
+}
+
+/// Runs `llama31 ARGS` with `stdin` as standard input.
+pub fn llama31(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llama31"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("llama31 starts");
+    let mut input = child.stdin.take().expect("stdin is piped");
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("llama31 runs");
+    writer.join().expect("stdin writer");
+    out
+}
+
+/// Runs `llama31 ARGS`, asserts success and returns stdout as text.
+pub fn llama31_ok(args: &[&str], stdin: &[u8]) -> String {
+    let out = llama31(args, stdin);
+    assert!(
+        out.status.success(),
+        "llama31 {:?} failed ({}): {}",
+        args,
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("stdout is UTF-8")
+}
+
+/// Runs `llama31 ARGS`, asserts it fails with exit code 2 and a message on stderr, returns stderr.
+pub fn llama31_err(args: &[&str], stdin: &[u8]) -> String {
+    let out = llama31(args, stdin);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "llama31 {:?} should fail with exit code 2, got {} (stderr: {})",
+        args,
+        out.status,
+        stderr
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "llama31 {args:?} panicked: {stderr}"
+    );
+    assert!(stderr.contains("error:"), "no error message: {stderr}");
+    stderr
+}

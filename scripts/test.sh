@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine: fetches the registry fixtures, sets up the Python
+# environment that regenerates the tiny test models, then builds and tests every crate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/fetch-fixtures.sh
+bash scripts/setup-python.sh
+"${LLAMA31_CACHE:-$HOME/.cache/llama31}/venv/bin/python" scripts/make-tiny-models.py \
+  --out "${LLAMA31_CACHE:-$HOME/.cache/llama31}/tiny"
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --release -- -D warnings
+cargo test --workspace --release "$@"
