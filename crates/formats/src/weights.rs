@@ -1,0 +1,130 @@
+//! [`WeightFile`]: open any supported checkpoint by path and get tensors by name.
+
+use std::path::Path;
+
+use crate::error::{FormatError, Result};
+use crate::gguf::GgufFile;
+use crate::pth::MetaCheckpoint;
+use crate::safetensors::{list_with_suffix, SafetensorsModel, SAFETENSORS_INDEX};
+use crate::tensor::{TensorData, TensorView};
+
+/// Any supported checkpoint, detected from the path.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WeightFile {
+    /// A `.gguf` file.
+    Gguf(GgufFile),
+    /// A `.safetensors` file or an HF directory with `*.safetensors` (+ index).
+    Safetensors(SafetensorsModel),
+    /// A Meta directory with `consolidated.NN.pth` (one or more model-parallel shards).
+    Meta(MetaCheckpoint),
+}
+
+/// What kind of checkpoint a path holds (see [`detect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    Gguf,
+    Safetensors,
+    /// A Meta directory with `consolidated.*.pth`.
+    MetaPth,
+}
+
+/// Detects the checkpoint format of `path` without parsing it.
+pub fn detect(path: &Path) -> Result<WeightFormat> {
+    if path.is_file() {
+        let mut magic = [0u8; 4];
+        let ok = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .is_ok();
+        if ok && magic == crate::gguf::GGUF_MAGIC {
+            return Ok(WeightFormat::Gguf);
+        }
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            return Ok(WeightFormat::Safetensors);
+        }
+        if path.extension().is_some_and(|e| e == "gguf") {
+            return Ok(WeightFormat::Gguf);
+        }
+        return Err(FormatError::NotAModel {
+            path: path.to_path_buf(),
+            msg: "expected a .gguf or .safetensors file, or a model directory".into(),
+        });
+    }
+    if path.is_dir() {
+        if !list_with_suffix(path, ".pth")?.is_empty() && path.join("consolidated.00.pth").is_file()
+        {
+            return Ok(WeightFormat::MetaPth);
+        }
+        if path.join(SAFETENSORS_INDEX).is_file()
+            || !list_with_suffix(path, ".safetensors")?.is_empty()
+        {
+            return Ok(WeightFormat::Safetensors);
+        }
+        return Err(FormatError::NotAModel {
+            path: path.to_path_buf(),
+            msg: "directory has no consolidated.00.pth, model.safetensors.index.json or *.safetensors".into(),
+        });
+    }
+    Err(FormatError::io(
+        path,
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+    ))
+}
+
+impl WeightFile {
+    /// Opens a `.gguf` file, a `.safetensors` file, or a directory (Meta `consolidated.NN.pth`,
+    /// else HF safetensors).
+    pub fn open(path: impl AsRef<Path>) -> Result<WeightFile> {
+        let path = path.as_ref();
+        match detect(path)? {
+            WeightFormat::Gguf => Ok(WeightFile::Gguf(GgufFile::open(path)?)),
+            WeightFormat::Safetensors => Ok(WeightFile::Safetensors(SafetensorsModel::open(path)?)),
+            WeightFormat::MetaPth => Ok(WeightFile::Meta(MetaCheckpoint::open(path)?)),
+        }
+    }
+
+    /// All tensor names (file order for GGUF, sorted otherwise).
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            WeightFile::Gguf(g) => g.tensor_infos().iter().map(|t| t.name.as_str()).collect(),
+            WeightFile::Safetensors(s) => s.names().iter().map(String::as_str).collect(),
+            WeightFile::Meta(m) => m.names(),
+        }
+    }
+
+    /// A zero-copy view of tensor `name`. For a Meta checkpoint with several model-parallel shards
+    /// this fails for split tensors: use [`get`](Self::get), which joins them.
+    pub fn tensor(&self, name: &str) -> Result<TensorView<'_>> {
+        match self {
+            WeightFile::Gguf(g) => g.tensor(name),
+            WeightFile::Safetensors(s) => s.tensor(name),
+            WeightFile::Meta(m) => m.tensor(name),
+        }
+    }
+
+    /// Tensor `name`, borrowed from the map whenever possible (always, except for tensors split
+    /// across Meta model-parallel shards, which are joined into an owned buffer).
+    pub fn get(&self, name: &str) -> Result<TensorData<'_>> {
+        match self {
+            WeightFile::Meta(m) => m.get(name),
+            other => other.tensor(name).map(TensorData::from),
+        }
+    }
+
+    /// The format of this checkpoint.
+    pub fn format(&self) -> WeightFormat {
+        match self {
+            WeightFile::Gguf(_) => WeightFormat::Gguf,
+            WeightFile::Safetensors(_) => WeightFormat::Safetensors,
+            WeightFile::Meta(_) => WeightFormat::MetaPth,
+        }
+    }
+
+    /// The GGUF file, if this is one (for metadata access).
+    pub fn as_gguf(&self) -> Option<&GgufFile> {
+        match self {
+            WeightFile::Gguf(g) => Some(g),
+            _ => None,
+        }
+    }
+}
