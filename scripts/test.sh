@@ -5,9 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/fetch-fixtures.sh
-bash scripts/setup-python.sh
-"${LLAMA31_CACHE:-$HOME/.cache/llama31}/venv/bin/python" scripts/make-tiny-models.py \
-  --out "${LLAMA31_CACHE:-$HOME/.cache/llama31}/tiny"
+bash scripts/setup-python.sh --tiny
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
