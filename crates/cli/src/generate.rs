@@ -15,7 +15,7 @@ use llama31_engine::{
 use llama31_model::Model;
 use llama31_tokenizer::Tokenizer;
 
-use crate::prompt::render;
+use crate::prompt::{render, Want};
 use crate::source::Source;
 
 /// Sampling and context options shared by `run` and `chat`.
@@ -67,8 +67,15 @@ pub struct RunArgs {
     #[arg(long)]
     model: PathBuf,
     /// The prompt (a user message for chat models; the text to continue with --raw).
+    #[arg(
+        long,
+        required_unless_present = "messages",
+        conflicts_with = "messages"
+    )]
+    prompt: Option<String>,
+    /// A JSON file of OpenAI-style messages to reply to (chat models), instead of --prompt.
     #[arg(long)]
-    prompt: String,
+    messages: Option<PathBuf>,
     /// Maximum tokens to generate (default: until the model stops or the context is full).
     #[arg(short = 'n', long = "max-tokens")]
     max_tokens: Option<usize>,
@@ -78,6 +85,10 @@ pub struct RunArgs {
     /// A system message (chat models only).
     #[arg(long)]
     system: Option<String>,
+    /// Print one JSON object (text, prompt and generated token ids, finish reason, usage) at the
+    /// end instead of streaming text.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     sampling: SamplingArgs,
 }
@@ -135,6 +146,7 @@ fn stream(
     max_tokens: Option<usize>,
     sampling: &SamplingArgs,
     cancel: Option<&AtomicBool>,
+    quiet: bool,
 ) -> Result<Generation> {
     let mut req = GenerateRequest::new(prompt);
     req.max_tokens = max_tokens;
@@ -143,29 +155,29 @@ fn stream(
     req.stop_strings = sampling.stop.clone();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut write_failed = false;
     let generation = generate_in_session(
         &loaded.model,
         &loaded.tokenizer,
         session,
         &req,
         &mut |piece| {
-            if out
-                .write_all(piece.as_bytes())
-                .and_then(|_| out.flush())
-                .is_err()
-            {
-                write_failed = true;
-                return ControlFlow::Break(());
-            }
             if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
                 return ControlFlow::Break(());
             }
-            ControlFlow::Continue(())
+            if quiet {
+                return ControlFlow::Continue(());
+            }
+            // A closed stdout (e.g. piped into `head`) ends generation.
+            match out.write_all(piece.as_bytes()).and_then(|_| out.flush()) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(_) => ControlFlow::Break(()),
+            }
         },
     )?;
-    out.write_all(b"\n")?;
-    out.flush()?;
+    if !quiet {
+        out.write_all(b"\n")?;
+        out.flush()?;
+    }
     Ok(generation)
 }
 
@@ -182,18 +194,37 @@ fn report(g: &Generation) {
 
 fn chat_prompt(loaded: &Loaded, messages: &[Message]) -> Result<Vec<u32>> {
     let opts = PromptOptions::default();
-    Ok(render(&loaded.source, &loaded.tokenizer, messages, Some(&opts))?.ids)
+    Ok(render(
+        &loaded.source,
+        &loaded.tokenizer,
+        messages,
+        Some(&opts),
+        Want::TextAndIds,
+    )?
+    .ids)
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
     let loaded = load(&args.model, args.sampling.ctx)?;
     let chat = !args.raw && loaded.source.is_instruct()?;
-    let prompt = if chat {
+    let prompt = if let Some(file) = &args.messages {
+        if args.raw {
+            bail!("--messages needs the chat format (drop --raw)");
+        }
+        let json = std::fs::read_to_string(file)
+            .with_context(|| format!("reading messages file {}", file.display()))?;
+        let mut messages = llama31_chat::parse_messages(&json)
+            .with_context(|| format!("in messages file {}", file.display()))?;
+        if let Some(system) = &args.system {
+            messages.insert(0, Message::system(system.clone()));
+        }
+        chat_prompt(&loaded, &messages)?
+    } else if chat {
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
             messages.push(Message::system(system.clone()));
         }
-        messages.push(Message::user(args.prompt.clone()));
+        messages.push(Message::user(args.prompt.clone().unwrap_or_default()));
         chat_prompt(&loaded, &messages)?
     } else {
         if args.system.is_some() {
@@ -203,19 +234,38 @@ pub fn run(args: RunArgs) -> Result<()> {
         if loaded.tokenizer.add_bos() {
             ids.extend(loaded.tokenizer.bos_id());
         }
-        ids.extend(loaded.tokenizer.encode(&args.prompt, false));
+        ids.extend(
+            loaded
+                .tokenizer
+                .encode(args.prompt.as_deref().unwrap_or_default(), false),
+        );
         ids
     };
     let mut session = Session::new(&loaded.model, args.sampling.ctx)?;
     let g = stream(
         &loaded,
         &mut session,
-        prompt,
+        prompt.clone(),
         args.max_tokens,
         &args.sampling,
         None,
+        args.json,
     )?;
     report(&g);
+    if args.json {
+        let out = serde_json::json!({
+            "text": g.text,
+            "prompt_tokens": prompt,
+            "tokens": g.tokens,
+            "finish_reason": g.finish_reason.as_openai_str(),
+            "usage": {
+                "prompt_tokens": g.usage.prompt_tokens,
+                "completion_tokens": g.usage.completion_tokens,
+            },
+            "seed": g.seed,
+        });
+        println!("{out}");
+    }
     Ok(())
 }
 
@@ -262,6 +312,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
             args.max_tokens,
             &args.sampling,
             Some(&cancel),
+            false,
         ) {
             Ok(g) => {
                 report(&g);

@@ -47,10 +47,17 @@ enum ToolStyle {
     FunctionTag,
 }
 
-/// The rendered prompt: its text (special tokens as text) and its ids.
+/// The rendered prompt: its text (special tokens as text) and, when asked for, its ids.
 pub struct Rendered {
     pub text: String,
     pub ids: Vec<u32>,
+}
+
+/// Whether [`render`] should also tokenize the prompt.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    Text,
+    TextAndIds,
 }
 
 /// Renders `messages` (+ `tools`) for the model at `source` with its chat format.
@@ -59,6 +66,7 @@ pub fn render(
     tokenizer: &llama31_tokenizer::Tokenizer,
     messages: &[chat::Message],
     opts: Option<&PromptOptions>,
+    want: Want,
 ) -> Result<Rendered> {
     match source.chat_format(tokenizer)? {
         ChatFormat::Llama3 => {
@@ -68,7 +76,10 @@ pub fn render(
             };
             let pieces = chat::render_pieces(&dialog)?;
             let text = chat::dialog::pieces_to_text(&pieces);
-            let ids = chat::dialog::encode_pieces(tokenizer, &pieces)?;
+            let ids = match want {
+                Want::Text => Vec::new(),
+                Want::TextAndIds => chat::dialog::encode_pieces(tokenizer, &pieces)?,
+            };
             Ok(Rendered { text, ids })
         }
         ChatFormat::Template(template) => {
@@ -92,6 +103,9 @@ pub fn render(
                 &Default::default(),
             )?;
             let mut ids = Vec::new();
+            if want == Want::Text {
+                return Ok(Rendered { text, ids });
+            }
             if let Some(b) = tokenizer.bos_id() {
                 if tokenizer.add_bos() && !(text.starts_with(&bos) && !bos.is_empty()) {
                     ids.push(b);
@@ -148,6 +162,11 @@ pub fn run(args: PromptArgs) -> Result<()> {
         &tokenizer,
         &messages,
         if args.raw { None } else { Some(&opts) },
+        if args.ids {
+            Want::TextAndIds
+        } else {
+            Want::Text
+        },
     )?;
     if args.ids {
         println!("{}", serde_json::to_string(&rendered.ids)?);

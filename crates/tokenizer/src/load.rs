@@ -500,6 +500,10 @@ pub(crate) fn gguf(v: &GgufVocab) -> Result<Parts, TokenizerError> {
     }
     let pre_name = v.pre.as_deref().unwrap_or("default");
     let (pre, ignore_merges, default_add_bos) = gguf_pre(pre_name)?;
+    // Meta's Llama 3 vocabularies are encoded as Meta's reference does, including its
+    // 400,000/25,000-character splitting (llama.cpp does not split; the two differ only on
+    // runs of more than 25,000 whitespace or non-whitespace characters).
+    let meta_chunking = matches!(pre_name, "llama3" | "llama-v3" | "llama-bpe");
     let n = v.tokens.len();
     if n == 0 {
         return Err(TokenizerError::InvalidVocab("no tokens".into()));
@@ -609,7 +613,7 @@ pub(crate) fn gguf(v: &GgufVocab) -> Result<Parts, TokenizerError> {
     Ok(Parts {
         bpe: Bpe::new(encoder, Merges::Pairs(pairs), ignore_merges),
         pre,
-        meta_chunking: false,
+        meta_chunking,
         id_bytes,
         specials,
         byte_level_names: true,

@@ -62,9 +62,8 @@ fn gguf_vocab_from_hf_json_matches_meta_on_corpus() {
         add_bos: None,
         add_eos: None,
     };
-    let tok = Tokenizer::from_gguf_vocab(g)
-        .expect("gguf vocab")
-        .with_meta_chunking(true);
+    // No explicit chunking switch: a llama-bpe vocabulary gets Meta's splitting by itself.
+    let tok = Tokenizer::from_gguf_vocab(g).expect("gguf vocab");
     assert_eq!(tok.bos_id(), Some(128000));
     assert!(tok.add_bos(), "llama-bpe defaults to add_bos");
     assert_eq!(tok.vocab_size(), 128256);
