@@ -1,1 +1,21 @@
-//! llama31 model.
+//! llama31 model: configuration, weight loading (GGUF, Hugging Face safetensors, Meta `.pth`)
+//! and the exact Llama 3.1 forward pass over a preallocated KV cache.
+//!
+//! ```text
+//! Model::load(path, LoadOptions { max_seq_len, progress })  // .gguf | HF dir | Meta dir
+//! let mut cache = model.new_cache(max_seq)?;                // or KvCache::new(config, max_seq)
+//! let logits = model.forward(&tokens, start_pos, &mut cache, LogitsMode::Last)?;
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod llama;
+pub mod load;
+pub mod weights;
+
+pub use config::{meta_ffn_dim, Config, Llama3RopeScaling};
+pub use error::{ModelError, Result};
+pub use llama::{KvCache, LayerWeights, LogitsMode, Model, Weights};
+pub use llama31_kernels::rope::RopeLayout;
+pub use load::{LoadOptions, ProgressFn};
+pub use weights::{Matrix, NameScheme, TensorSummary};

@@ -1,0 +1,201 @@
+//! Conversion of 16-bit floats to f32, and the weight-bytes view used by matmul.
+
+use crate::{check_len, mul, Result};
+
+/// Converts IEEE binary16 bits to f32 (exact, handles subnormals, inf and NaN).
+#[inline]
+pub fn f16_to_f32(bits: u16) -> f32 {
+    half::f16::from_bits(bits).to_f32()
+}
+
+/// Converts bfloat16 bits to f32 (exact: bf16 is the top half of an f32).
+#[inline]
+pub fn bf16_to_f32(bits: u16) -> f32 {
+    f32::from_bits(u32::from(bits) << 16)
+}
+
+/// Branch-free binary16 → f32 that the compiler can vectorize (exact for all inputs,
+/// including subnormals, infinities and NaN payloads).
+#[inline(always)]
+fn f16_to_f32_fast(h: u16) -> f32 {
+    let h = u32::from(h);
+    let sign = (h & 0x8000) << 16;
+    let em = h & 0x7fff;
+    let exp = em & 0x7c00;
+    // Normal numbers: rebias exponent (127 - 15 = 112).
+    let normal = (em << 13) + (112 << 23);
+    // Inf/NaN: exponent all ones.
+    let infnan = (em << 13) | 0x7f80_0000;
+    // Subnormals (and zero): value = mantissa * 2^-24, exact in f32.
+    let sub = ((em as f32) * f32::from_bits(0x3380_0000)).to_bits(); // 2^-24
+    let bits = if exp == 0x7c00 {
+        infnan
+    } else if exp == 0 {
+        sub
+    } else {
+        normal
+    };
+    f32::from_bits(bits | sign)
+}
+
+/// Storage type of a weight matrix that matmul reads directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightDType {
+    F32,
+    F16,
+    BF16,
+}
+
+impl WeightDType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            WeightDType::F32 => 4,
+            WeightDType::F16 | WeightDType::BF16 => 2,
+        }
+    }
+}
+
+/// A little-endian weight matrix `[rows, cols]`, row-major, as raw bytes (any alignment).
+#[derive(Debug, Clone, Copy)]
+pub struct WeightRef<'a> {
+    pub dtype: WeightDType,
+    pub bytes: &'a [u8],
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl<'a> WeightRef<'a> {
+    /// Creates a view, checking that `bytes` holds exactly `rows * cols` elements.
+    pub fn new(dtype: WeightDType, bytes: &'a [u8], rows: usize, cols: usize) -> Result<Self> {
+        let n = mul("weight elements", rows, cols)?;
+        let nb = mul("weight bytes", n, dtype.size())?;
+        check_len("weight bytes", nb, bytes.len())?;
+        Ok(Self {
+            dtype,
+            bytes,
+            rows,
+            cols,
+        })
+    }
+
+    /// Bytes of one row.
+    #[inline]
+    pub fn row_bytes(&self) -> usize {
+        self.cols * self.dtype.size()
+    }
+
+    /// Decodes rows `[row, row + out.len() / cols)` into `out` as f32.
+    /// `out.len()` must be a multiple of `cols` and the rows must exist.
+    pub fn decode_rows(&self, row: usize, out: &mut [f32]) -> Result<()> {
+        let es = self.dtype.size();
+        let start = mul("row offset", row, self.row_bytes())?;
+        let nbytes = mul("rows bytes", out.len(), es)?;
+        let end = start
+            .checked_add(nbytes)
+            .ok_or(crate::KernelError::Overflow("rows end"))?;
+        let src = self
+            .bytes
+            .get(start..end)
+            .ok_or(crate::KernelError::Length {
+                what: "decode rows",
+                expected: end,
+                got: self.bytes.len(),
+            })?;
+        decode_into(self.dtype, src, out);
+        Ok(())
+    }
+}
+
+/// Decodes little-endian bytes of `dtype` into `out` (`src.len() == out.len() * size`).
+/// Extra bytes/elements beyond the shorter side are ignored.
+pub fn decode_into(dtype: WeightDType, src: &[u8], out: &mut [f32]) {
+    match dtype {
+        WeightDType::F32 => {
+            for (o, b) in out.iter_mut().zip(src.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        WeightDType::BF16 => {
+            for (o, b) in out.iter_mut().zip(src.chunks_exact(2)) {
+                *o = bf16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+            }
+        }
+        WeightDType::F16 => {
+            for (o, b) in out.iter_mut().zip(src.chunks_exact(2)) {
+                *o = f16_to_f32_fast(u16::from_le_bytes([b[0], b[1]]));
+            }
+        }
+    }
+}
+
+/// Decodes a whole byte slice of `dtype` to a new f32 vector.
+pub fn to_f32_vec(dtype: WeightDType, src: &[u8]) -> Result<Vec<f32>> {
+    let es = dtype.size();
+    if !src.len().is_multiple_of(es) {
+        return Err(crate::KernelError::Invalid(format!(
+            "{} bytes is not a multiple of the element size {es}",
+            src.len()
+        )));
+    }
+    let mut out = vec![0.0f32; src.len() / es];
+    decode_into(dtype, src, &mut out);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_fast_matches_half_for_all_bit_patterns() {
+        for bits in 0..=u16::MAX {
+            let a = f16_to_f32_fast(bits);
+            let b = half::f16::from_bits(bits).to_f32();
+            if b.is_nan() {
+                assert!(a.is_nan(), "bits {bits:#06x}");
+            } else {
+                assert_eq!(a.to_bits(), b.to_bits(), "bits {bits:#06x}");
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_known_values() {
+        assert_eq!(bf16_to_f32(0x3f80), 1.0);
+        assert_eq!(bf16_to_f32(0xc000), -2.0);
+        assert_eq!(bf16_to_f32(0x3e80), 0.25);
+        assert!(bf16_to_f32(0x7fc0).is_nan());
+    }
+
+    #[test]
+    fn f16_known_values() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+    }
+
+    #[test]
+    fn weight_ref_rejects_wrong_length() {
+        let b = [0u8; 10];
+        assert!(WeightRef::new(WeightDType::F16, &b, 2, 3).is_err());
+        assert!(WeightRef::new(WeightDType::F16, &b, 1, 5).is_ok());
+        assert!(WeightRef::new(WeightDType::F32, &b, usize::MAX, 2).is_err());
+    }
+
+    #[test]
+    fn decode_rows_bf16_unaligned() {
+        // One byte of padding so the data is at an odd address.
+        let mut buf = vec![0u8];
+        for v in [1.0f32, -3.5, 0.5, 2.0] {
+            buf.extend_from_slice(&((v.to_bits() >> 16) as u16).to_le_bytes());
+        }
+        let w = WeightRef::new(WeightDType::BF16, &buf[1..], 2, 2).unwrap();
+        let mut out = [0.0f32; 2];
+        w.decode_rows(1, &mut out).unwrap();
+        assert_eq!(out, [0.5, 2.0]);
+        let mut out3 = [0.0f32; 4];
+        assert!(w.decode_rows(1, &mut out3).is_err());
+    }
+}

@@ -1,0 +1,151 @@
+//! Dot products of an f32 activation row with a weight row read straight from its stored
+//! bytes (F32/F16/BF16, any alignment): used by matmul for decode-sized batches, where decoding
+//! the row to a scratch buffer first would double the memory traffic.
+
+use std::sync::OnceLock;
+
+use crate::convert::{bf16_to_f32, f16_to_f32, WeightDType};
+
+/// Signature of a bytes·f32 dot implementation: `(dtype, weight row bytes, x)`.
+pub type DotBytesFn = fn(WeightDType, &[u8], &[f32]) -> f32;
+
+/// Portable twin: the oracle for the SIMD version.
+pub fn dot_bytes_scalar(dtype: WeightDType, w: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    match dtype {
+        WeightDType::F32 => {
+            for (i, (b, xv)) in w.chunks_exact(4).zip(x).enumerate() {
+                acc[i % 8] += f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * xv;
+            }
+        }
+        WeightDType::BF16 => {
+            for (i, (b, xv)) in w.chunks_exact(2).zip(x).enumerate() {
+                acc[i % 8] += bf16_to_f32(u16::from_le_bytes([b[0], b[1]])) * xv;
+            }
+        }
+        WeightDType::F16 => {
+            for (i, (b, xv)) in w.chunks_exact(2).zip(x).enumerate() {
+                acc[i % 8] += f16_to_f32(u16::from_le_bytes([b[0], b[1]])) * xv;
+            }
+        }
+    }
+    acc.iter().sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_bytes_avx2(dtype: WeightDType, w: &[u8], x: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = x.len().min(w.len() / dtype.size());
+    let pw = w.as_ptr();
+    let px = x.as_ptr();
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let mut i = 0usize;
+    // SAFETY (all loads below): element i + 16 <= n, and n is at most the number of elements in
+    // both `w` (n · size bytes) and `x`; all loads are unaligned loads (`loadu`).
+    unsafe {
+        match dtype {
+            WeightDType::F32 => {
+                while i + 16 <= n {
+                    let w0 = _mm256_loadu_ps(pw.add(4 * i) as *const f32);
+                    let w1 = _mm256_loadu_ps(pw.add(4 * i + 32) as *const f32);
+                    acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(px.add(i)), acc0);
+                    acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(px.add(i + 8)), acc1);
+                    i += 16;
+                }
+            }
+            WeightDType::BF16 => {
+                while i + 16 <= n {
+                    let raw = _mm256_loadu_si256(pw.add(2 * i) as *const __m256i);
+                    let lo = _mm256_cvtepu16_epi32(_mm256_castsi256_si128(raw));
+                    let hi = _mm256_cvtepu16_epi32(_mm256_extracti128_si256(raw, 1));
+                    let w0 = _mm256_castsi256_ps(_mm256_slli_epi32(lo, 16));
+                    let w1 = _mm256_castsi256_ps(_mm256_slli_epi32(hi, 16));
+                    acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(px.add(i)), acc0);
+                    acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(px.add(i + 8)), acc1);
+                    i += 16;
+                }
+            }
+            WeightDType::F16 => {
+                while i + 16 <= n {
+                    let w0 = _mm256_cvtph_ps(_mm_loadu_si128(pw.add(2 * i) as *const __m128i));
+                    let w1 = _mm256_cvtph_ps(_mm_loadu_si128(pw.add(2 * i + 16) as *const __m128i));
+                    acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(px.add(i)), acc0);
+                    acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(px.add(i + 8)), acc1);
+                    i += 16;
+                }
+            }
+        }
+    }
+    let acc = _mm256_add_ps(acc0, acc1);
+    let s = _mm_add_ps(_mm256_extractf128_ps(acc, 1), _mm256_castps256_ps128(acc));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    let es = dtype.size();
+    _mm_cvtss_f32(s) + dot_bytes_scalar(dtype, &w[i * es..n * es], &x[i..n])
+}
+
+#[cfg(target_arch = "x86_64")]
+fn dot_bytes_avx2_entry(dtype: WeightDType, w: &[u8], x: &[f32]) -> f32 {
+    // SAFETY: only selected by `dot_bytes_fn` after run-time detection of AVX2, FMA and F16C.
+    unsafe { dot_bytes_avx2(dtype, w, x) }
+}
+
+/// The bytes·f32 dot for this CPU (detected once).
+pub fn dot_bytes_fn() -> DotBytesFn {
+    static F: OnceLock<DotBytesFn> = OnceLock::new();
+    *F.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
+            {
+                return dot_bytes_avx2_entry as DotBytesFn;
+            }
+        }
+        dot_bytes_scalar as DotBytesFn
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simd_matches_scalar_twin_for_all_dtypes_and_alignments() {
+        let f = dot_bytes_fn();
+        for n in [0usize, 1, 15, 16, 17, 33, 64, 100] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.25)
+                .collect();
+            let wv: Vec<f32> = (0..n).map(|i| ((i * 13 % 7) as f32 - 3.0) * 0.5).collect();
+            for dt in [WeightDType::F32, WeightDType::F16, WeightDType::BF16] {
+                let mut bytes = vec![0u8]; // misalign by one byte
+                for v in &wv {
+                    match dt {
+                        WeightDType::F32 => bytes.extend(v.to_le_bytes()),
+                        WeightDType::F16 => {
+                            bytes.extend(half::f16::from_f32(*v).to_bits().to_le_bytes())
+                        }
+                        WeightDType::BF16 => {
+                            bytes.extend(((v.to_bits() >> 16) as u16).to_le_bytes())
+                        }
+                    }
+                }
+                let exact: f32 = wv.iter().zip(&x).map(|(a, b)| a * b).sum();
+                let s = dot_bytes_scalar(dt, &bytes[1..], &x);
+                let v = f(dt, &bytes[1..], &x);
+                assert!(
+                    (s - exact).abs() < 1e-4,
+                    "{dt:?} n={n}: scalar {s} vs {exact}"
+                );
+                assert!(
+                    (v - exact).abs() < 1e-4,
+                    "{dt:?} n={n}: simd {v} vs {exact}"
+                );
+            }
+        }
+    }
+}

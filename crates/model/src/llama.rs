@@ -1,0 +1,318 @@
+//! The Llama 3.1 model: weights, KV cache and the forward pass (read it top to bottom, like
+//! llama2.c's `forward()`).
+
+use llama31_kernels::rope::{RopeLayout, RopeTable};
+use llama31_kernels::{add_assign, attention, matmul, rmsnorm, swiglu, AttentionShape};
+
+use crate::config::Config;
+use crate::error::{ModelError, Result};
+use crate::weights::{Matrix, TensorSummary};
+
+/// Weights of one transformer block.
+#[derive(Debug)]
+pub struct LayerWeights {
+    pub attn_norm: Vec<f32>, // [dim]
+    pub wq: Matrix,          // [n_heads·head_dim, dim]
+    pub wk: Matrix,          // [n_kv_heads·head_dim, dim]
+    pub wv: Matrix,          // [n_kv_heads·head_dim, dim]
+    pub wo: Matrix,          // [dim, n_heads·head_dim]
+    pub ffn_norm: Vec<f32>,  // [dim]
+    pub w_gate: Matrix,      // [ffn_dim, dim]   (Meta w1)
+    pub w_up: Matrix,        // [ffn_dim, dim]   (Meta w3)
+    pub w_down: Matrix,      // [dim, ffn_dim]   (Meta w2)
+}
+
+/// All weights of the model.
+#[derive(Debug)]
+pub struct Weights {
+    pub tok_embeddings: Matrix, // [vocab, dim]
+    pub layers: Vec<LayerWeights>,
+    pub norm: Vec<f32>, // [dim]
+    /// `None` when tied to `tok_embeddings`.
+    pub output: Option<Matrix>, // [vocab, dim]
+}
+
+/// Which logits `forward` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsMode {
+    /// Only the last token's row (`vocab` values).
+    Last,
+    /// One row per input token (`tokens.len() × vocab` values).
+    All,
+}
+
+/// Per-sequence activation buffers, grown on demand and reused (no allocation in the decode step
+/// once warm).
+#[derive(Debug, Default)]
+struct Scratch {
+    x: Vec<f32>,   // [n, dim] residual stream
+    xb: Vec<f32>,  // [n, dim]
+    xb2: Vec<f32>, // [n, dim]
+    q: Vec<f32>,   // [n, q_dim]
+    att: Vec<f32>, // [n, q_dim]
+    hb: Vec<f32>,  // [n, ffn_dim]
+    hb2: Vec<f32>, // [n, ffn_dim]
+}
+
+fn fit(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    &mut v[..n]
+}
+
+/// A preallocated key/value cache for one sequence (plus its scratch buffers).
+#[derive(Debug)]
+pub struct KvCache {
+    max_seq: usize,
+    n_layers: usize,
+    kv_dim: usize,
+    k: Vec<f32>, // [n_layers, max_seq, kv_dim]
+    v: Vec<f32>, // [n_layers, max_seq, kv_dim]
+    scratch: Scratch,
+}
+
+impl KvCache {
+    /// Allocates a cache for `max_seq` positions.
+    pub fn new(config: &Config, max_seq: usize) -> Result<KvCache> {
+        let kv_dim = config.kv_dim();
+        let n = config
+            .n_layers
+            .checked_mul(max_seq)
+            .and_then(|v| v.checked_mul(kv_dim))
+            .ok_or_else(|| ModelError::Cache(format!("{max_seq} positions overflow usize")))?;
+        Ok(KvCache {
+            max_seq,
+            n_layers: config.n_layers,
+            kv_dim,
+            k: vec![0.0; n],
+            v: vec![0.0; n],
+            scratch: Scratch::default(),
+        })
+    }
+
+    /// Positions this cache can hold.
+    pub fn max_seq(&self) -> usize {
+        self.max_seq
+    }
+
+    /// Bytes held by the K and V buffers.
+    pub fn bytes(&self) -> usize {
+        (self.k.len() + self.v.len()) * 4
+    }
+}
+
+/// A loaded Llama model.
+pub struct Model {
+    pub(crate) config: Config,
+    pub(crate) layout: RopeLayout,
+    pub(crate) rope: RopeTable,
+    pub(crate) weights: Weights,
+    pub(crate) summary: Vec<TensorSummary>,
+    /// Owners of the mapped files that `weights` borrows from. Declared last so it is dropped
+    /// after `weights`.
+    pub(crate) _files: Vec<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("config", &self.config)
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Model {
+    /// Assembles a model from parts (used by the loaders and by tests with synthetic weights).
+    pub fn from_parts(
+        config: Config,
+        weights: Weights,
+        layout: RopeLayout,
+        rope: RopeTable,
+        summary: Vec<TensorSummary>,
+    ) -> Result<Model> {
+        config.validate()?;
+        if rope.head_dim() != config.head_dim {
+            return Err(ModelError::Config(format!(
+                "rope table head_dim {} != config head_dim {}",
+                rope.head_dim(),
+                config.head_dim
+            )));
+        }
+        if weights.layers.len() != config.n_layers {
+            return Err(ModelError::Config(format!(
+                "{} layers of weights for n_layers {}",
+                weights.layers.len(),
+                config.n_layers
+            )));
+        }
+        Ok(Model {
+            config,
+            layout,
+            rope,
+            weights,
+            summary,
+            _files: Vec::new(),
+        })
+    }
+
+    /// The resolved configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The RoPE pairing used by this checkpoint's q/k layout.
+    pub fn rope_layout(&self) -> RopeLayout {
+        self.layout
+    }
+
+    /// Positions the RoPE table covers (the largest usable sequence length).
+    pub fn max_seq_len(&self) -> usize {
+        self.rope.max_pos()
+    }
+
+    /// Every tensor as stored in the checkpoint: name, dtype, shape, bytes.
+    pub fn tensor_summary(&self) -> &[TensorSummary] {
+        &self.summary
+    }
+
+    /// The weights.
+    pub fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    /// Allocates a KV cache for this model.
+    pub fn new_cache(&self, max_seq: usize) -> Result<KvCache> {
+        KvCache::new(&self.config, max_seq)
+    }
+
+    /// Runs `tokens` at positions `start_pos..start_pos + tokens.len()`, appending their keys and
+    /// values to `cache`, and returns logits (see [`LogitsMode`]).
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        start_pos: usize,
+        cache: &mut KvCache,
+        logits: LogitsMode,
+    ) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        self.forward_into(tokens, start_pos, cache, logits, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Model::forward`], writing the logits into `out` (resized; reuse it to avoid
+    /// allocating per step).
+    pub fn forward_into(
+        &self,
+        tokens: &[u32],
+        start_pos: usize,
+        cache: &mut KvCache,
+        logits: LogitsMode,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let c = &self.config;
+        let w = &self.weights;
+        let n = tokens.len();
+        let (dim, q_dim, kv_dim, ffn) = (c.dim, c.q_dim(), c.kv_dim(), c.ffn_dim);
+        if n == 0 {
+            out.clear();
+            return Ok(());
+        }
+        if cache.n_layers != c.n_layers || cache.kv_dim != kv_dim {
+            return Err(ModelError::Cache(format!(
+                "cache has {} layers × {} kv width, model {} × {}",
+                cache.n_layers, cache.kv_dim, c.n_layers, kv_dim
+            )));
+        }
+        let end = start_pos.checked_add(n).ok_or(ModelError::Context {
+            end: usize::MAX,
+            max: cache.max_seq,
+        })?;
+        let max = cache.max_seq.min(self.rope.max_pos());
+        if end > max {
+            return Err(ModelError::Context { end, max });
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
+            return Err(ModelError::Token {
+                id: bad,
+                vocab: c.vocab_size,
+            });
+        }
+        let shape = AttentionShape {
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+        };
+        let s = &mut cache.scratch;
+        let x = fit(&mut s.x, n * dim);
+        let xb = fit(&mut s.xb, n * dim);
+        let xb2 = fit(&mut s.xb2, n * dim);
+        let q = fit(&mut s.q, n * q_dim);
+        let att = fit(&mut s.att, n * q_dim);
+        let hb = fit(&mut s.hb, n * ffn);
+        let hb2 = fit(&mut s.hb2, n * ffn);
+
+        // Token embeddings.
+        let emb = w.tok_embeddings.view();
+        for (t, &tok) in tokens.iter().enumerate() {
+            emb.decode_rows(tok as usize, &mut x[t * dim..(t + 1) * dim])?;
+        }
+
+        let layer_len = cache.max_seq * kv_dim;
+        for (l, lw) in w.layers.iter().enumerate() {
+            let k_cache = &mut cache.k[l * layer_len..(l + 1) * layer_len];
+            let v_cache = &mut cache.v[l * layer_len..(l + 1) * layer_len];
+            let k_new = &mut k_cache[start_pos * kv_dim..end * kv_dim];
+
+            // Attention: norm → q, k, v (k/v written straight into the cache) → RoPE.
+            rmsnorm(xb, x, &lw.attn_norm, c.norm_eps)?;
+            matmul(q, xb, n, &lw.wq.view())?;
+            matmul(k_new, xb, n, &lw.wk.view())?;
+            matmul(
+                &mut v_cache[start_pos * kv_dim..end * kv_dim],
+                xb,
+                n,
+                &lw.wv.view(),
+            )?;
+            self.rope.apply(q, c.n_heads, start_pos, self.layout)?;
+            self.rope
+                .apply(k_new, c.n_kv_heads, start_pos, self.layout)?;
+
+            // Causal GQA over cache positions 0..end, then the output projection and residual.
+            attention(
+                att,
+                q,
+                &k_cache[..end * kv_dim],
+                &v_cache[..end * kv_dim],
+                n,
+                start_pos,
+                shape,
+            )?;
+            matmul(xb2, att, n, &lw.wo.view())?;
+            add_assign(x, xb2)?;
+
+            // SwiGLU feed-forward and residual.
+            rmsnorm(xb, x, &lw.ffn_norm, c.norm_eps)?;
+            matmul(hb, xb, n, &lw.w_gate.view())?;
+            matmul(hb2, xb, n, &lw.w_up.view())?;
+            swiglu(hb, hb2)?;
+            matmul(xb2, hb, n, &lw.w_down.view())?;
+            add_assign(x, xb2)?;
+        }
+
+        // Final norm and logits (untied `output` or the tied embeddings).
+        let (rows, first) = match logits {
+            LogitsMode::Last => (1, n - 1),
+            LogitsMode::All => (n, 0),
+        };
+        let h = &x[first * dim..n * dim];
+        let hn = &mut xb[..rows * dim];
+        rmsnorm(hn, h, &w.norm, c.norm_eps)?;
+        let head = w.output.as_ref().unwrap_or(&w.tok_embeddings);
+        out.clear();
+        out.resize(rows * c.vocab_size, 0.0);
+        matmul(out, hn, rows, &head.view())?;
+        Ok(())
+    }
+}

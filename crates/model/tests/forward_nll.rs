@@ -1,0 +1,179 @@
+//! Per-token NLL of the tiny Llama 3.1 models from every checkpoint format vs HF transformers
+//! float32 (`goldens/forward/nll.json`, made by `scripts/goldens/forward_goldens.py`).
+//!
+//! Protocol (from the golden file): tokens = [BOS] + encode(text, no specials); consecutive
+//! chunks of `ctx` tokens, positions restarting at 0 in each chunk; NLL of every token after the
+//! first in its chunk. We feed each chunk in sub-batches through the KV cache (batched prefill
+//! with a causal mask inside each sub-batch), which must give the same values.
+
+mod common;
+
+use llama31_model::{LoadOptions, LogitsMode, Model};
+use llama31_tokenizer::Tokenizer;
+use serde_json::Value;
+
+const TOLERANCE: f64 = 2e-3;
+/// Tokens per forward call inside a chunk (bounds the All-logits buffer to ~32 MiB).
+const SUB: usize = 64;
+
+fn golden() -> Value {
+    let p = common::goldens().join("forward/nll.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn tokens_for(text_file: &str) -> Option<Vec<u32>> {
+    let tk = common::cache_dir().join("tokenizer.model");
+    assert!(
+        tk.exists(),
+        "{} not found: run scripts/fetch-fixtures.sh",
+        tk.display()
+    );
+    let tok = Tokenizer::from_tiktoken_file(&tk).unwrap();
+    let text = std::fs::read_to_string(common::goldens().join("forward").join(text_file)).unwrap();
+    let mut ids = vec![128000u32];
+    ids.extend(tok.encode(&text, false));
+    Some(ids)
+}
+
+/// NLLs for `tokens` under the chunk protocol.
+fn run_nll(model: &Model, tokens: &[u32], ctx: usize) -> Vec<f64> {
+    let vocab = model.config().vocab_size;
+    let mut cache = model.new_cache(ctx).unwrap();
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut logits = Vec::new();
+    for chunk in tokens.chunks(ctx) {
+        let mut pos = 0;
+        while pos < chunk.len() {
+            let end = (pos + SUB).min(chunk.len());
+            model
+                .forward_into(
+                    &chunk[pos..end],
+                    pos,
+                    &mut cache,
+                    LogitsMode::All,
+                    &mut logits,
+                )
+                .unwrap();
+            // Row i predicts chunk[pos + i + 1].
+            let next_end = end.min(chunk.len() - 1);
+            if next_end > pos {
+                out.extend(common::nll_from_logits(
+                    &logits,
+                    vocab,
+                    &chunk[pos + 1..next_end + 1],
+                ));
+            }
+            pos = end;
+        }
+    }
+    out
+}
+
+fn check(format_dir: &str, golden_model: &str, text: &str) {
+    let g = golden();
+    let case = g["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["model"] == golden_model && c["text"] == text)
+        .unwrap_or_else(|| panic!("no golden case for {golden_model}/{text}"));
+    let ctx = case["ctx"].as_u64().unwrap() as usize;
+    let want: Vec<f64> = case["nll"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let Some(path) = common::tiny(format_dir) else {
+        return;
+    };
+    let Some(tokens) = tokens_for(text) else {
+        return;
+    };
+    assert_eq!(
+        tokens.len() as u64,
+        case["tokens"].as_u64().unwrap(),
+        "token count (tokenizer drift?)"
+    );
+    let model = Model::load(
+        &path,
+        LoadOptions {
+            max_seq_len: Some(ctx),
+            progress: None,
+        },
+    )
+    .unwrap();
+    let got = run_nll(&model, &tokens, ctx);
+    assert_eq!(got.len(), want.len());
+    let (mut max, mut at) = (0.0f64, 0usize);
+    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+        let d = (a - b).abs();
+        if d > max {
+            max = d;
+            at = i;
+        }
+    }
+    eprintln!(
+        "{format_dir} {text} ctx {ctx}: {} tokens, max |ΔNLL| = {max:.3e} at {at}",
+        got.len()
+    );
+    assert!(
+        max <= TOLERANCE,
+        "{format_dir}/{text}: max |ΔNLL| {max} at token {at}"
+    );
+}
+
+#[test]
+fn hf_untied_short() {
+    check("hf-untied", "hf-untied", "text_short.txt");
+}
+
+#[test]
+fn hf_tied_short() {
+    check("hf-tied", "hf-tied", "text_short.txt");
+}
+
+#[test]
+fn meta_short() {
+    check("meta", "hf-untied", "text_short.txt");
+}
+
+#[test]
+fn meta_mp2_short() {
+    check("meta-mp2", "hf-untied", "text_short.txt");
+}
+
+#[test]
+fn gguf_short() {
+    check("llama31-tiny-bf16.gguf", "hf-untied", "text_short.txt");
+}
+
+#[test]
+#[ignore = "slow (~1 min on 2 cores): run with --ignored"]
+fn hf_untied_long_past_8192() {
+    check("hf-untied", "hf-untied", "text_long.txt");
+}
+
+#[test]
+#[ignore = "slow (~1 min on 2 cores): run with --ignored"]
+fn hf_tied_long_past_8192() {
+    check("hf-tied", "hf-tied", "text_long.txt");
+}
+
+#[test]
+#[ignore = "slow: long context for every format (run with --ignored)"]
+fn meta_long_past_8192() {
+    check("meta", "hf-untied", "text_long.txt");
+}
+
+#[test]
+#[ignore = "slow: long context for every format (run with --ignored)"]
+fn meta_mp2_long_past_8192() {
+    check("meta-mp2", "hf-untied", "text_long.txt");
+}
+
+#[test]
+#[ignore = "slow: long context for every format (run with --ignored)"]
+fn gguf_long_past_8192() {
+    check("llama31-tiny-bf16.gguf", "hf-untied", "text_long.txt");
+}

@@ -1,0 +1,41 @@
+//! Every tiny checkpoint format (same weights) gives the same logits.
+
+mod common;
+
+use llama31_model::{LoadOptions, LogitsMode, Model};
+
+fn logits(name: &str, tokens: &[u32]) -> Option<Vec<f32>> {
+    let p = common::tiny(name)?;
+    let m = Model::load(
+        &p,
+        LoadOptions {
+            max_seq_len: Some(256),
+            progress: None,
+        },
+    )
+    .unwrap();
+    let mut cache = m.new_cache(256).unwrap();
+    Some(m.forward(tokens, 0, &mut cache, LogitsMode::All).unwrap())
+}
+
+#[test]
+fn formats_agree() {
+    let tokens: Vec<u32> = vec![
+        128000, 791, 4062, 14198, 39935, 35308, 927, 279, 16053, 5679, 13, 128009, 5,
+    ];
+    let Some(reference) = logits("hf-untied", &tokens) else {
+        return;
+    };
+    for name in ["meta", "meta-mp2", "llama31-tiny-bf16.gguf"] {
+        let Some(l) = logits(name, &tokens) else {
+            continue;
+        };
+        let max = reference
+            .iter()
+            .zip(&l)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        eprintln!("{name}: max |Δlogit| vs hf-untied = {max:e}");
+        assert!(max < 1e-3, "{name}: {max}");
+    }
+}
