@@ -107,7 +107,7 @@ pub fn render(
                 return Ok(Rendered { text, ids });
             }
             if let Some(b) = tokenizer.bos_id() {
-                if tokenizer.add_bos() && !(text.starts_with(&bos) && !bos.is_empty()) {
+                if tokenizer.add_bos() && (bos.is_empty() || !text.starts_with(&bos)) {
                     ids.push(b);
                 }
             }

@@ -11,7 +11,7 @@ pub enum ChatFormat {
     /// Meta's Llama 3 format, encoded natively (exactly as `ChatFormat.encode_dialog_prompt`).
     Llama3,
     /// The model's own Jinja chat template.
-    Template(ChatTemplate),
+    Template(Box<ChatTemplate>),
 }
 
 /// The kinds of paths `--model` accepts.
@@ -155,9 +155,9 @@ impl Source {
             return Ok(ChatFormat::Llama3);
         }
         match self.chat_template()? {
-            Some(source) => Ok(ChatFormat::Template(
+            Some(source) => Ok(ChatFormat::Template(Box::new(
                 ChatTemplate::new(&source).context("the model's chat template does not compile")?,
-            )),
+            ))),
             None => bail!(
                 "{} has no chat template and is not a Llama 3 model; use --raw for plain completion",
                 self.path().display()
