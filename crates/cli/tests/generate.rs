@@ -96,38 +96,49 @@ fn greedy(case: &Value) -> (Vec<u64>, Value) {
     (ids, got)
 }
 
+fn numbers(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// Compares our greedy tokens with the golden ones up to the first step whose reference top-2
+/// margin is below `close_call` (there, rounding differences may legitimately pick the other
+/// token); returns how many steps had to agree.
+fn check_greedy(golden_file: &str, close_call: f64) -> usize {
+    let cases = read_jsonl(&golden(golden_file));
+    assert!(cases.len() >= 4);
+    let mut compared = 0;
+    for case in &cases {
+        let (ids, _) = greedy(case);
+        let want: Vec<u64> = numbers(&case["greedy_ids"])
+            .iter()
+            .map(|&x| x as u64)
+            .collect();
+        let must = numbers(&case["greedy_margins"])
+            .iter()
+            .position(|&m| m < close_call)
+            .unwrap_or(want.len());
+        let same = ids.iter().zip(&want).take_while(|(a, b)| a == b).count();
+        assert!(
+            same >= must,
+            "{golden_file} {}: only {same} greedy tokens agree, {must} expected\n got {ids:?}\nwant {want:?}",
+            case["name"]
+        );
+        compared += must;
+    }
+    compared
+}
+
 /// Greedy decoding against llama.cpp on the same Q4_1 file. llama.cpp quantizes activations to
 /// 8 bits for Q4_1 matrix products while we compute in f32 on the dequantized weights, which moves
 /// logits by up to ~0.4; so the paths must agree up to the first step where llama.cpp's top-2
 /// margin is below 0.5 (the exact-arithmetic check is `greedy_tokens_equal_llama_cpp_f32`).
 #[test]
 fn greedy_tokens_equal_llama_cpp_q4_1_until_a_close_call() {
-    let cases = read_jsonl(&golden("generation/smollm2_greedy.jsonl"));
-    assert!(cases.len() >= 4);
-    let mut compared = 0;
-    for case in &cases {
-        let (ids, _) = greedy(case);
-        let want: Vec<u64> = case["greedy_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
-        let margins: Vec<f64> = case["greedy_margins"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        let must = margins.iter().position(|&m| m < 0.5).unwrap_or(want.len());
-        let same = ids.iter().zip(&want).take_while(|(a, b)| a == b).count();
-        assert!(
-            same >= must,
-            "{}: only {same} greedy tokens agree with llama.cpp, {must} expected\n got {ids:?}\nwant {want:?}",
-            case["name"]
-        );
-        compared += must;
-    }
+    let compared = check_greedy("generation/smollm2_greedy.jsonl", 0.5);
     assert!(
         compared >= 5,
         "too few decisive steps compared ({compared})"
@@ -138,30 +149,11 @@ fn greedy_tokens_equal_llama_cpp_q4_1_until_a_close_call() {
 /// both sides compute in f32: every step whose top-2 margin exceeds rounding noise must agree.
 #[test]
 fn greedy_tokens_equal_llama_cpp_f32() {
-    let cases = read_jsonl(&golden("generation/smollm2_f32_greedy.jsonl"));
-    assert!(cases.len() >= 4);
-    for case in &cases {
-        let (ids, _) = greedy(case);
-        let want: Vec<u64> = case["greedy_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
-        let margins: Vec<f64> = case["greedy_margins"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        let must = margins.iter().position(|&m| m < 1e-2).unwrap_or(want.len());
-        let same = ids.iter().zip(&want).take_while(|(a, b)| a == b).count();
-        assert!(
-            same >= must,
-            "{}: only {same} of {must} greedy tokens agree with llama.cpp (F32)\n got {ids:?}\nwant {want:?}",
-            case["name"]
-        );
-    }
+    let compared = check_greedy("generation/smollm2_f32_greedy.jsonl", 1e-2);
+    assert!(
+        compared >= 100,
+        "too few decisive steps compared ({compared})"
+    );
 }
 
 #[test]
