@@ -160,21 +160,11 @@ fn bad_messages_are_clear_errors() {
     assert!(err.contains("/nonexistent/messages.json"), "{err}");
 }
 
-/// A copy of SmolLM2's GGUF tokenizer metadata (no tensors) with another chat template.
 fn gguf_with_template(name: &str, template: &str) -> std::path::PathBuf {
-    let src = llama31_formats::GgufFile::open(fixture("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
-    let mut w = llama31_formats::GgufWriter::new();
-    for (key, value) in src.metadata() {
-        if key.starts_with("tokenizer.ggml.") || key == "general.architecture" {
-            w.add_metadata(key.clone(), value.clone());
-        }
-    }
-    w.add_metadata("tokenizer.chat_template", template.to_string());
-    let dir = std::env::temp_dir().join(format!("llama31-template-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    w.write_file(&p).unwrap();
-    p
+    smollm2_vocab_gguf(
+        name,
+        &[("tokenizer.chat_template", template.to_string().into())],
+    )
 }
 
 #[test]

@@ -134,3 +134,28 @@ fn missing_and_unsupported_tokenizers_are_clear_errors() {
     );
     assert!(err.contains("line 1"), "{err}");
 }
+
+#[test]
+fn unsupported_gguf_tokenizers_are_clear_errors() {
+    let cases = [
+        ("spm.gguf", "tokenizer.ggml.model", "llama"),
+        ("bert.gguf", "tokenizer.ggml.model", "bert"),
+        ("pre.gguf", "tokenizer.ggml.pre", "no-such-pre-tokenizer"),
+    ];
+    for (name, key, value) in cases {
+        let p = smollm2_vocab_gguf(name, &[(key, value.to_string().into())]);
+        let err = llama31_err(&["tokenize", "--model", p.to_str().unwrap()], b"hello");
+        assert!(
+            err.contains(value),
+            "{name}: error should name {value:?}: {err}"
+        );
+    }
+    // A GGUF without any tokenizer.
+    let p = write_temp("no-tokenizer.gguf", &{
+        let mut w = llama31_formats::GgufWriter::new();
+        w.add_metadata("general.architecture", "llama".to_string());
+        w.to_bytes().unwrap()
+    });
+    let err = llama31_err(&["tokenize", "--model", p.to_str().unwrap()], b"hello");
+    assert!(err.contains("tokenizer"), "{err}");
+}

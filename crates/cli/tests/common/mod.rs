@@ -99,3 +99,28 @@ pub fn llama31_err(args: &[&str], stdin: &[u8]) -> String {
     assert!(stderr.contains("error:"), "no error message: {stderr}");
     stderr
 }
+
+/// A copy of SmolLM2's GGUF tokenizer metadata (no tensors) with `changes` applied, written to a
+/// temporary file.
+pub fn smollm2_vocab_gguf(name: &str, changes: &[(&str, llama31_formats::GgufValue)]) -> PathBuf {
+    let src = llama31_formats::GgufFile::open(fixture("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+    let mut w = llama31_formats::GgufWriter::new();
+    for (key, value) in src.metadata() {
+        if key.starts_with("tokenizer.") || key == "general.architecture" {
+            match changes.iter().find(|(k, _)| k == key) {
+                Some((_, v)) => w.add_metadata(key.clone(), v.clone()),
+                None => w.add_metadata(key.clone(), value.clone()),
+            };
+        }
+    }
+    for (k, v) in changes {
+        if !src.contains_key(k) {
+            w.add_metadata(k.to_string(), v.clone());
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("llama31-gguf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    w.write_file(&p).unwrap();
+    p
+}
