@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use llama31_chat::{Message, PromptOptions};
 use llama31_engine::{
-    default_stop_tokens, generate_in_session, GenerateRequest, Generation, SamplingParams, Session,
+    default_stop_tokens, generate_in_session, FinishReason, GenerateRequest, Generation,
+    SamplingParams, Session,
 };
 use llama31_model::Model;
 use llama31_tokenizer::Tokenizer;
@@ -188,7 +189,10 @@ fn report(g: &Generation) {
         g.timings.prefill_tok_per_s(),
         g.usage.completion_tokens,
         g.timings.decode_tok_per_s(),
-        g.finish_reason.as_openai_str()
+        match g.finish_reason {
+            FinishReason::Cancelled => "cancelled",
+            ref other => other.as_openai_str(),
+        }
     );
 }
 

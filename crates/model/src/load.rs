@@ -4,18 +4,19 @@
 //! interleaved RoPE pairs; HF safetensors use rotate-half pairs. No weights are permuted — the
 //! RoPE kernel pairs elements the way each source stores them.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::Path;
 
-use llama31_formats::{detect, PthFile, TensorView, WeightFile, WeightFormat};
+use llama31_formats::{detect, TensorData, TensorView, WeightFile, WeightFormat};
 use llama31_kernels::rope::{base_inv_freqs, llama3_scale, RopeLayout, RopeTable};
 
 use crate::config::Config;
 use crate::error::{ModelError, Result};
 use crate::llama::{LayerWeights, Model, Weights};
 use crate::weights::{
-    layer_shape, matrix_from_view, matrix_owned, plain_dtype, vector_from_view, GlobalTensor,
-    LayerTensor, Matrix, NameScheme, TensorSummary,
+    check_shape, layer_shape, matrix_from_view, matrix_owned, plain_dtype, vector_from_view,
+    GlobalTensor, LayerTensor, Matrix, NameScheme, TensorSummary,
 };
 
 /// Progress callback: `(tensors loaded, tensors total)`.
@@ -47,70 +48,26 @@ fn read_text(path: &Path) -> Result<String> {
     })
 }
 
-/// One shard's tensors: a whole checkpoint, or one Meta model-parallel `.pth` file.
-#[derive(Clone, Copy)]
-enum Shard {
-    File(&'static WeightFile),
-    Pth(&'static PthFile),
-}
-
-/// The opened checkpoint (one file/directory, or several model-parallel shards) whose tensors
-/// live as long as the model.
-struct Shards {
-    shards: Vec<Shard>,
-    names: Vec<HashSet<&'static str>>,
-}
-
-impl Shards {
-    /// Keeps `file` alive in `owners` and returns the shards it holds, with references valid as
-    /// long as the model (see SAFETY).
-    fn open(
-        file: WeightFile,
-        owners: &mut Vec<Box<dyn std::any::Any + Send + Sync>>,
-    ) -> (Shards, &'static WeightFile) {
-        let boxed = Box::new(file);
-        let ptr: *const WeightFile = &*boxed;
-        owners.push(boxed);
-        // SAFETY: the WeightFile is heap-allocated in a Box that is moved into `owners`, which
-        // ends up in `Model::_files`; the Box's allocation never moves, the file is never mutated
-        // (only `&` access), and `Model` drops `_files` after `weights` (field order), so every
-        // slice derived from this reference (mmap pages or a heap buffer owned by the file) stays
-        // valid while anything can observe it. The `'static` references never leave the crate.
-        let r: &'static WeightFile = unsafe { &*ptr };
-        let mut shards = Shards {
-            shards: Vec::new(),
-            names: Vec::new(),
-        };
-        match r {
-            WeightFile::Meta(m) if m.shards().len() > 1 => {
-                for p in m.shards() {
-                    shards.names.push(p.names().collect());
-                    shards.shards.push(Shard::Pth(p));
-                }
-            }
-            _ => {
-                shards.names.push(r.names().into_iter().collect());
-                shards.shards.push(Shard::File(r));
-            }
-        }
-        (shards, r)
-    }
-
-    fn len(&self) -> usize {
-        self.shards.len()
-    }
-
-    fn get(&self, shard: usize, name: &str) -> Result<Option<TensorView<'static>>> {
-        match (self.shards.get(shard), self.names.get(shard)) {
-            (Some(Shard::File(f)), Some(n)) if n.contains(name) => Ok(Some(f.tensor(name)?)),
-            (Some(Shard::Pth(p)), Some(n)) if n.contains(name) => Ok(Some(p.tensor(name)?)),
-            _ => Ok(None),
-        }
-    }
+/// Keeps `file` alive in `owners` and returns a reference to it valid as long as the model (see
+/// SAFETY).
+fn keep_alive(
+    file: WeightFile,
+    owners: &mut Vec<Box<dyn std::any::Any + Send + Sync>>,
+) -> &'static WeightFile {
+    let boxed = Box::new(file);
+    let ptr: *const WeightFile = &*boxed;
+    owners.push(boxed);
+    // SAFETY: the WeightFile is heap-allocated in a Box that is moved into `owners`, which
+    // ends up in `Model::_files`; the Box's allocation never moves, the file is never mutated
+    // (only `&` access), and `Model` drops `_files` after `weights` (field order), so every
+    // slice derived from this reference (mmap pages or a heap buffer owned by the file) stays
+    // valid while anything can observe it. The `'static` references never leave the crate.
+    unsafe { &*ptr }
 }
 
 struct Loader {
-    shards: Shards,
+    file: &'static WeightFile,
+    names: HashSet<&'static str>,
     summary: Vec<TensorSummary>,
     progress: Option<ProgressFn>,
     done: usize,
@@ -125,129 +82,75 @@ impl Loader {
         }
     }
 
-    fn views(&self, name: &str) -> Result<Vec<TensorView<'static>>> {
-        let mut out = Vec::with_capacity(self.shards.len());
-        for s in 0..self.shards.len() {
-            match self.shards.get(s, name)? {
-                Some(v) => out.push(v),
-                None => return Err(ModelError::MissingTensor(name.to_string())),
-            }
-        }
-        Ok(out)
+    /// Tensor `name` through the formats API: borrowed from the file, or (for tensors split
+    /// across Meta model-parallel shards) joined by `formats` into an owned buffer. Also returns
+    /// the file's own (`'static`) copy of the name.
+    fn get(&self, name: &str) -> Result<(&'static str, TensorData<'static>)> {
+        let Some(&stored) = self.names.get(name) else {
+            return Err(ModelError::MissingTensor(name.to_string()));
+        };
+        Ok((stored, self.file.get(stored)?))
     }
 
-    fn note(&mut self, views: &[TensorView<'static>], shape: &[usize]) {
-        if let Some(v) = views.first() {
-            self.summary.push(TensorSummary {
-                name: v.name.to_string(),
-                dtype: v.dtype.to_string(),
-                shape: if views.len() == 1 {
-                    v.shape.clone()
-                } else {
-                    shape.to_vec()
-                },
-                bytes: views.iter().map(|v| v.data.len()).sum(),
-            });
-        }
+    fn note(&mut self, row: TensorSummary) {
+        self.summary.push(row);
         self.tick();
     }
 
     fn has(&self, name: &str) -> bool {
-        self.shards.names.first().is_some_and(|n| n.contains(name))
+        self.names.contains(name)
     }
 
     fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
-        let views = self.views(name)?;
-        let m = match views.as_slice() {
-            [one] => matrix_from_view(one, rows, cols)?,
-            many => join_shards(name, many, rows, cols)?,
+        let (name, t) = self.get(name)?;
+        let row = summary_row(&t);
+        let m = match t.data {
+            Cow::Borrowed(data) => matrix_from_view(
+                &TensorView {
+                    name,
+                    dtype: t.dtype,
+                    shape: t.shape,
+                    data,
+                },
+                rows,
+                cols,
+            )?,
+            Cow::Owned(bytes) => {
+                check_shape(
+                    &TensorView {
+                        name: &t.name,
+                        dtype: t.dtype,
+                        shape: t.shape,
+                        data: &bytes,
+                    },
+                    &[rows, cols],
+                )?;
+                let dtype = plain_dtype(t.dtype).ok_or_else(|| ModelError::DType {
+                    name: t.name.clone(),
+                    dtype: t.dtype.to_string(),
+                })?;
+                matrix_owned(dtype, rows, cols, bytes)?
+            }
         };
-        self.note(&views, &[rows, cols]);
+        self.note(row);
         Ok(m)
     }
 
     fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>> {
-        let views = self.views(name)?;
-        // Norm weights are replicated across model-parallel shards: use the first.
-        let v = match views.first() {
-            Some(v) => vector_from_view(v, len)?,
-            None => return Err(ModelError::MissingTensor(name.to_string())),
-        };
-        self.note(&views[..1], &[len]);
+        let (_, t) = self.get(name)?;
+        let v = vector_from_view(&t.view(), len)?;
+        self.note(summary_row(&t));
         Ok(v)
     }
 }
 
-/// Joins Meta model-parallel shards of one matrix into an owned buffer of the stored dtype:
-/// concatenated along rows (column-parallel: wq/wk/wv/w1/w3/output/tok_embeddings) or along
-/// columns (row-parallel: wo/w2), decided by the expected full shape; replicated shards use the
-/// first.
-fn join_shards(
-    name: &str,
-    views: &[TensorView<'static>],
-    rows: usize,
-    cols: usize,
-) -> Result<Matrix> {
-    let shape_err = |got: &TensorView<'_>| ModelError::Shape {
-        name: name.to_string(),
-        expected: vec![rows, cols],
-        got: got.shape.clone(),
-    };
-    let first = views
-        .first()
-        .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
-    if views.iter().all(|v| v.shape == [rows, cols]) {
-        return matrix_from_view(first, rows, cols);
+fn summary_row(t: &TensorData<'_>) -> TensorSummary {
+    TensorSummary {
+        name: t.name.clone(),
+        dtype: t.dtype.to_string(),
+        shape: t.shape.clone(),
+        bytes: t.data.len(),
     }
-    let dtype = plain_dtype(first.dtype).ok_or_else(|| ModelError::DType {
-        name: name.to_string(),
-        dtype: first.dtype.to_string(),
-    })?;
-    let es = dtype.size();
-    let mut shapes = Vec::with_capacity(views.len());
-    for v in views {
-        if v.dtype != first.dtype {
-            return Err(ModelError::DType {
-                name: name.to_string(),
-                dtype: format!("mixed {} and {} across shards", first.dtype, v.dtype),
-            });
-        }
-        match v.shape.as_slice() {
-            [r, c] => shapes.push((*r, *c)),
-            _ => return Err(shape_err(v)),
-        }
-    }
-    let total_bytes = rows
-        .checked_mul(cols)
-        .and_then(|n| n.checked_mul(es))
-        .ok_or_else(|| shape_err(first))?;
-    let sum_r: Option<usize> = shapes.iter().try_fold(0usize, |a, s| a.checked_add(s.0));
-    let sum_c: Option<usize> = shapes.iter().try_fold(0usize, |a, s| a.checked_add(s.1));
-    let mut out = Vec::with_capacity(total_bytes);
-    if shapes.iter().all(|s| s.1 == cols) && sum_r == Some(rows) {
-        for v in views {
-            out.extend_from_slice(v.data);
-        }
-    } else if shapes.iter().all(|s| s.0 == rows) && sum_c == Some(cols) {
-        for r in 0..rows {
-            for (v, &(_, c)) in views.iter().zip(&shapes) {
-                let rb = c * es;
-                let row = v
-                    .data
-                    .get(r * rb..(r + 1) * rb)
-                    .ok_or_else(|| shape_err(v))?;
-                out.extend_from_slice(row);
-            }
-        }
-    } else {
-        return Err(shape_err(
-            views
-                .iter()
-                .find(|v| v.shape != [rows, cols])
-                .unwrap_or(first),
-        ));
-    }
-    matrix_owned(dtype, rows, cols, out)
 }
 
 /// Inverse frequencies for the config (llama3 scaling applied), or from GGUF `rope_freqs`.
@@ -270,7 +173,7 @@ impl Model {
         let path = path.as_ref();
         let mut owners: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
         let format = detect(path)?;
-        let (shards, file) = Shards::open(WeightFile::open(path)?, &mut owners);
+        let file = keep_alive(WeightFile::open(path)?, &mut owners);
         let (cfg, scheme, layout) = match format {
             WeightFormat::Gguf => {
                 let g = file
@@ -300,13 +203,17 @@ impl Model {
         tracing::info!(
             path = %path.display(),
             ?scheme,
-            shards = shards.len(),
+            shards = match file {
+                WeightFile::Meta(m) => m.shards().len(),
+                _ => 1,
+            },
             dim = cfg.dim,
             layers = cfg.n_layers,
             "loading model"
         );
         let mut ld = Loader {
-            shards,
+            file,
+            names: file.names().into_iter().collect(),
             summary: Vec::new(),
             progress: opts.progress,
             done: 0,
