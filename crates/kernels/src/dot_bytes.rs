@@ -32,6 +32,9 @@ pub fn dot_bytes_scalar(dtype: WeightDType, w: &[u8], x: &[f32]) -> f32 {
     acc.iter().sum()
 }
 
+/// # Safety
+/// SAFETY: the caller must have checked at run time that the CPU supports AVX2, FMA and F16C
+/// (`is_x86_feature_detected!`); slice bounds are checked inside.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_bytes_avx2(dtype: WeightDType, w: &[u8], x: &[f32]) -> f32 {

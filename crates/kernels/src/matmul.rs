@@ -38,6 +38,9 @@ pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
     (s4[0] + s4[2]) + (s4[1] + s4[3]) + tail
 }
 
+/// # Safety
+/// SAFETY: the caller must have checked at run time that the CPU supports AVX2 and FMA
+/// (`is_x86_feature_detected!`); slice bounds are checked inside.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_avx2_fma(a: &[f32], b: &[f32]) -> f32 {
@@ -135,6 +138,9 @@ pub fn dot4_scalar(x: &[f32], w: &[f32], out: &mut [f32; 4]) {
     }
 }
 
+/// # Safety
+/// SAFETY: the caller must have checked at run time that the CPU supports AVX2 and FMA
+/// (`is_x86_feature_detected!`); slice bounds are checked inside.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot4_avx2(x: &[f32], w: &[f32], out: &mut [f32; 4]) {
