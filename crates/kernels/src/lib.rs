@@ -11,6 +11,7 @@ pub mod dot_bytes;
 pub mod matmul;
 pub mod ops;
 pub mod quant;
+pub mod quantize;
 pub mod rope;
 
 pub use attention::{attention, AttentionShape};
