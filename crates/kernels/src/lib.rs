@@ -10,6 +10,9 @@ pub mod convert;
 pub mod dot_bytes;
 pub mod matmul;
 pub mod ops;
+pub mod qdot;
+#[cfg(target_arch = "x86_64")]
+mod qdot_avx2;
 pub mod quant;
 pub mod quantize;
 pub mod rope;
