@@ -1,5 +1,6 @@
 //! The `llama31` command-line tool: a thin layer that parses arguments and wires the library crates.
 
+mod bench;
 mod generate;
 mod gguf_vocab;
 mod info;
@@ -35,6 +36,8 @@ enum Command {
     Perplexity(perplexity::PerplexityArgs),
     /// Show what a model path holds: config, tensors, tokenizer, chat template, provenance.
     Info(info::InfoArgs),
+    /// Measure prefill and decode speed (like llama-bench).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Chat(args) => generate::chat(args),
         Command::Perplexity(args) => perplexity::run(args),
         Command::Info(args) => info::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

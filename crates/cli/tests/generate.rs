@@ -197,3 +197,31 @@ fn a_tokenizer_is_not_a_model() {
     );
     assert!(err.contains("not a model"), "{err}");
 }
+
+#[test]
+fn bench_reports_prefill_and_decode_speed() {
+    let gguf = fixture("tiny/llama31-tiny-bf16.gguf");
+    let out = llama31_ok(
+        &[
+            "bench",
+            "--model",
+            gguf.to_str().unwrap(),
+            "-p",
+            "16",
+            "-n",
+            "4",
+            "-r",
+            "1",
+            "--json",
+        ],
+        b"",
+    );
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert!(last["pp"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(last["tg"].as_f64().unwrap() > 0.0, "{out}");
+    let err = llama31_err(
+        &["bench", "--model", gguf.to_str().unwrap(), "-r", "0"],
+        b"",
+    );
+    assert!(err.contains("--reps"), "{err}");
+}

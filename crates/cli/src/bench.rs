@@ -1,0 +1,96 @@
+//! `llama31 bench`: prefill and decode throughput, timed like llama.cpp's `llama-bench`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use llama31_model::LogitsMode;
+
+use crate::source::Source;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// A .gguf file, an HF model dir or a Meta model dir.
+    #[arg(long)]
+    model: PathBuf,
+    /// Prompt tokens processed as one batch (0: skip the prefill test).
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    n_prompt: usize,
+    /// Tokens generated one at a time from an empty context (0: skip the decode test).
+    #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
+    n_gen: usize,
+    /// Worker threads (default: all cores).
+    #[arg(short = 't', long)]
+    threads: Option<usize>,
+    /// Repetitions; the best one is reported.
+    #[arg(short = 'r', long, default_value_t = 3)]
+    reps: usize,
+    /// Print `{"pp": tok/s, "tg": tok/s}` on the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.reps == 0 {
+        bail!("--reps must be at least 1");
+    }
+    if let Some(t) = args.threads {
+        if t == 0 {
+            bail!("--threads must be at least 1");
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()
+            .map_err(|e| anyhow::anyhow!("setting up {t} threads: {e}"))?;
+    }
+    let source = Source::detect(&args.model)?;
+    let ctx = args.n_prompt.max(args.n_gen).max(1);
+    let model = crate::load::load_model(&source, Some(ctx))?;
+    let vocab = model.config().vocab_size as u32;
+    // Token ids as llama-bench uses them: arbitrary valid ids (the content does not change the cost).
+    let token = |i: usize| (i as u32).wrapping_mul(2_654_435_761) % vocab;
+    let mut best_pp = 0.0f64;
+    let mut best_tg = 0.0f64;
+    for _ in 0..args.reps {
+        if args.n_prompt > 0 {
+            let mut cache = model.new_cache(ctx)?;
+            let prompt: Vec<u32> = (0..args.n_prompt).map(token).collect();
+            let start = Instant::now();
+            model.forward(&prompt, 0, &mut cache, LogitsMode::Last)?;
+            best_pp = best_pp.max(args.n_prompt as f64 / start.elapsed().as_secs_f64());
+        }
+        if args.n_gen > 0 {
+            let mut cache = model.new_cache(ctx)?;
+            let mut logits = Vec::new();
+            let start = Instant::now();
+            for pos in 0..args.n_gen {
+                model.forward_into(
+                    &[token(pos)],
+                    pos,
+                    &mut cache,
+                    LogitsMode::Last,
+                    &mut logits,
+                )?;
+            }
+            best_tg = best_tg.max(args.n_gen as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+    let threads = rayon::current_num_threads();
+    if args.n_prompt > 0 {
+        println!(
+            "pp{}: {best_pp:.2} tok/s ({threads} threads, best of {})",
+            args.n_prompt, args.reps
+        );
+    }
+    if args.n_gen > 0 {
+        println!(
+            "tg{}: {best_tg:.2} tok/s ({threads} threads, best of {})",
+            args.n_gen, args.reps
+        );
+    }
+    if args.json {
+        println!("{}", serde_json::json!({"pp": best_pp, "tg": best_tg}));
+    }
+    Ok(())
+}
