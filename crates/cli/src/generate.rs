@@ -129,7 +129,7 @@ fn load(path: &std::path::Path, ctx: usize) -> Result<Loaded> {
     if ctx < 2 {
         bail!("--ctx must be at least 2, got {ctx}");
     }
-    let model = crate::load::load_model(&source, Some(ctx))?;
+    let model = crate::load::load_model(&source, Some(ctx), false)?;
     let stop_tokens = default_stop_tokens(&tokenizer, &model.config().eos_token_ids);
     Ok(Loaded {
         source,

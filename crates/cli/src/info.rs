@@ -121,7 +121,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
     }
 
     if !matches!(source, Source::TiktokenFile(_) | Source::HfTokenizerJson(_)) {
-        let model = crate::load::load_model(&source, Some(1))?;
+        let model = crate::load::load_model(&source, Some(1), false)?;
         let c = model.config();
         println!("config:");
         println!(

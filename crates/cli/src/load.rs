@@ -8,8 +8,9 @@ use llama31_model::{LoadOptions, Model};
 
 use crate::source::Source;
 
-/// Loads the model at `source`, supporting contexts up to `ctx` positions.
-pub fn load_model(source: &Source, ctx: Option<usize>) -> Result<Model> {
+/// Loads the model at `source`, supporting contexts up to `ctx` positions. `keep_quantized`:
+/// GGUF quantized weights stay quantized (see `Model::load_with_quant`).
+pub fn load_model(source: &Source, ctx: Option<usize>, keep_quantized: bool) -> Result<Model> {
     let start = Instant::now();
     let bar = ProgressBar::hidden();
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
@@ -33,7 +34,7 @@ pub fn load_model(source: &Source, ctx: Option<usize>) -> Result<Model> {
             progress_bar.set_position(done as u64);
         })),
     };
-    let model = Model::load(source.path(), opts)
+    let model = Model::load_with_quant(source.path(), opts, keep_quantized)
         .with_context(|| format!("loading model {}", source.path().display()))?;
     bar.finish_and_clear();
     let bytes: usize = model.tensor_summary().iter().map(|t| t.bytes).sum();

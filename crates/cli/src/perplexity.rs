@@ -26,6 +26,10 @@ pub struct PerplexityArgs {
     /// Print `{"tokens": T, "ppl": P, "nll": [...]}` instead of a summary.
     #[arg(long)]
     json: bool,
+    /// Keep GGUF quantized weights as they are and multiply them ggml-style (8-bit activations)
+    /// instead of dequantizing them to f32 at load: less memory, faster, not bit-exact.
+    #[arg(long)]
+    quantized: bool,
 }
 
 pub fn run(args: PerplexityArgs) -> Result<()> {
@@ -38,7 +42,7 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
         bail!("--ctx must be at least 2, got {}", args.ctx);
     }
     let tokenizer = source.load_tokenizer()?;
-    let model = crate::load::load_model(&source, Some(args.ctx))?;
+    let model = crate::load::load_model(&source, Some(args.ctx), args.quantized)?;
     let tokens = perplexity_tokens(&tokenizer, &text);
     let opts = PerplexityOptions {
         chunk_len: args.ctx,

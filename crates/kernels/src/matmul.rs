@@ -325,6 +325,85 @@ fn matmul_direct(out: &mut [f32], x: &[f32], n: usize, w: &WeightRef<'_>) -> Res
     Ok(())
 }
 
+/// `out[t, o] = Σ_i x[t, i] · w[o, i]` for a block-quantized weight `w` (`rows × cols` of type
+/// `ty`, row-major, whole blocks per row), as ggml computes it: each activation row is quantized
+/// once to [`crate::qdot::vec_dot_type`]`(ty)` into `act` (grown on demand and reused, so a warm
+/// decode step does not allocate), then every output is one [`crate::qdot::vec_dot`]. Parallel
+/// over output rows.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_quantized(
+    out: &mut [f32],
+    x: &[f32],
+    n: usize,
+    ty: crate::quant::QuantType,
+    w: &[u8],
+    rows: usize,
+    cols: usize,
+    act: &mut Vec<u8>,
+) -> Result<()> {
+    use crate::qdot::{quantize_activations_into, vec_dot_prechecked, vec_dot_type};
+    check_len("matmul input", mul("matmul input", n, cols)?, x.len())?;
+    check_len("matmul output", mul("matmul output", n, rows)?, out.len())?;
+    let wrb = ty.bytes_for(cols)?;
+    check_len(
+        "quantized matmul weight bytes",
+        mul("quantized matmul weight", rows, wrb)?,
+        w.len(),
+    )?;
+    if n == 0 || rows == 0 {
+        return Ok(());
+    }
+    let at = vec_dot_type(ty);
+    let arb = at.bytes_for(cols)?;
+    let need = mul("quantized activations", n, arb)?;
+    if act.len() < need {
+        act.resize(need, 0);
+    }
+    let act = &mut act[..need];
+    for (src, dst) in x.chunks_exact(cols).zip(act.chunks_exact_mut(arb)) {
+        quantize_activations_into(at, src, dst)?;
+    }
+    let act = &*act;
+    // Sizes are checked above: every weight row is `wrb` bytes of whole blocks, every activation
+    // row `arb` bytes for the same `cols`.
+    let dotq = |wr: &[u8], a: &[u8]| vec_dot_prechecked(ty, wr, a);
+    let threads = rayon::current_num_threads().max(1);
+    if n == 1 {
+        let min_len = (rows / (threads * 8)).max(16);
+        out.par_iter_mut()
+            .with_min_len(min_len)
+            .zip(w.par_chunks_exact(wrb))
+            .for_each(|(o, wr)| *o = dotq(wr, act));
+        return Ok(());
+    }
+    // Batched: tasks own blocks of QROW_BLOCK weight rows (kept in L1) and stream every
+    // activation row past them.
+    let n_blocks = rows.div_ceil(QROW_BLOCK);
+    let min_len = (n_blocks / (threads * 4)).max(1);
+    let optr = SendPtr(out.as_mut_ptr());
+    (0..n_blocks)
+        .into_par_iter()
+        .with_min_len(min_len)
+        .for_each(|b| {
+            let optr = &optr;
+            let r0 = b * QROW_BLOCK;
+            let r1 = (r0 + QROW_BLOCK).min(rows);
+            for (t, a) in act.chunks_exact(arb).enumerate() {
+                for r in r0..r1 {
+                    let v = dotq(&w[r * wrb..(r + 1) * wrb], a);
+                    // SAFETY: t < n and r < rows, so t * rows + r < n * rows == out.len()
+                    // (checked above); each index is written only by the task that owns row
+                    // block b; `out` is mutably borrowed for the whole call.
+                    unsafe { *optr.0.add(t * rows + r) = v };
+                }
+            }
+        });
+    Ok(())
+}
+
+/// Weight rows per task in the batched quantized product.
+const QROW_BLOCK: usize = 32;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,5 +511,62 @@ mod tests {
         assert!(matmul(&mut out, &[0.0; 5], 1, &w).is_err());
         assert!(matmul(&mut out[..1], &[0.0; 3], 1, &w).is_err());
         assert!(matmul(&mut out, &[0.0; 3], 1, &w).is_ok());
+    }
+
+    /// The quantized product equals, output by output, the scalar oracle `vec_dot_scalar` on the
+    /// activation row quantized by itself (legacy quants may differ by f32 reordering only).
+    #[test]
+    fn matmul_quantized_matches_scalar_oracle() {
+        use crate::qdot::{quantize_activations, vec_dot_scalar, vec_dot_type};
+        use crate::quant::QuantType;
+        use crate::quantize::quantize_to_vec;
+        let mut seed = 11;
+        let (rows, cols) = (37usize, 512usize);
+        for ty in [
+            QuantType::Q4_0,
+            QuantType::Q4_1,
+            QuantType::Q8_0,
+            QuantType::Q6K,
+        ] {
+            let wf: Vec<f32> = (0..rows * cols).map(|_| lcg(&mut seed)).collect();
+            let Ok(wq) = quantize_to_vec(ty, &wf) else {
+                continue;
+            };
+            let wrb = ty.bytes_for(cols).unwrap();
+            let mut act = Vec::new();
+            for n in [1usize, 3] {
+                let x: Vec<f32> = (0..n * cols).map(|_| lcg(&mut seed)).collect();
+                let mut out = vec![0.0f32; n * rows];
+                matmul_quantized(&mut out, &x, n, ty, &wq, rows, cols, &mut act).unwrap();
+                for t in 0..n {
+                    let a = quantize_activations(vec_dot_type(ty), &x[t * cols..(t + 1) * cols])
+                        .unwrap();
+                    for r in 0..rows {
+                        let want =
+                            vec_dot_scalar(ty, &wq[r * wrb..(r + 1) * wrb], &a, cols).unwrap();
+                        let got = out[t * rows + r];
+                        assert!(
+                            (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "{ty:?} n={n} t={t} r={r}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+            let mut out = vec![0.0f32; rows];
+            assert!(
+                matmul_quantized(&mut out, &[0.0; 5], 1, ty, &wq, rows, cols, &mut act).is_err()
+            );
+            assert!(matmul_quantized(
+                &mut out,
+                &vec![0.0; cols],
+                1,
+                ty,
+                &wq[1..],
+                rows,
+                cols,
+                &mut act
+            )
+            .is_err());
+        }
     }
 }

@@ -205,6 +205,11 @@ pub fn quantize_activations(act: ActType, src: &[f32]) -> Result<Vec<u8>> {
     Ok(dst)
 }
 
+/// Quantizes an activation row to `act` into `dst` (exactly `act.bytes_for(src.len())` bytes).
+pub fn quantize_activations_into(act: ActType, src: &[f32], dst: &mut [u8]) -> Result<()> {
+    quantize_act(act, src, dst)
+}
+
 /// Dequantizes `n` activations of format `act` (`d · q`).
 pub fn dequantize_activations(act: ActType, bytes: &[u8], n: usize) -> Result<Vec<f32>> {
     check_len("activation bytes", act.bytes_for(n)?, bytes.len())?;
@@ -239,6 +244,18 @@ pub fn vec_dot(ty: QuantType, w: &[u8], a: &[u8], n: usize) -> Result<f32> {
         return Ok(v);
     }
     Ok(scalar(ty, w, a))
+}
+
+/// [`vec_dot`] without the per-call size checks, for callers that checked once that `w` holds
+/// `ty.bytes_for(n)` and `a` `vec_dot_type(ty).bytes_for(n)` bytes for the same `n` (whole
+/// blocks). The kernels only read through bounds-checked sub-slices, so wrong sizes give a wrong
+/// sum or a panic, never undefined behaviour.
+pub(crate) fn vec_dot_prechecked(ty: QuantType, w: &[u8], a: &[u8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v) = crate::qdot_avx2::dot(ty, w, a) {
+        return v;
+    }
+    scalar(ty, w, a)
 }
 
 /// The scalar reference kernel (ggml's generic code), whatever the CPU.

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! Model::load(path, LoadOptions { max_seq_len, progress })  // .gguf | HF dir | Meta dir
+//! Model::load_with_quant(path, opts, true)  // GGUF: keep quantized weights, ggml-style matmul
 //! let mut cache = model.new_cache(max_seq)?;                // or KvCache::new(config, max_seq)
 //! let logits = model.forward(&tokens, start_pos, &mut cache, LogitsMode::Last)?;
 //! ```
@@ -18,4 +19,4 @@ pub use error::{ModelError, Result};
 pub use llama::{KvCache, LayerWeights, LogitsMode, Model, Weights};
 pub use llama31_kernels::rope::RopeLayout;
 pub use load::{LoadOptions, ProgressFn};
-pub use weights::{Matrix, NameScheme, TensorSummary};
+pub use weights::{Matrix, MatrixDType, NameScheme, TensorSummary};

@@ -2,7 +2,7 @@
 //! llama2.c's `forward()`).
 
 use llama31_kernels::rope::{RopeLayout, RopeTable};
-use llama31_kernels::{add_assign, attention, matmul, rmsnorm, swiglu, AttentionShape};
+use llama31_kernels::{add_assign, attention, rmsnorm, swiglu, AttentionShape};
 
 use crate::config::Config;
 use crate::error::{ModelError, Result};
@@ -52,6 +52,8 @@ struct Scratch {
     att: Vec<f32>, // [n, q_dim]
     hb: Vec<f32>,  // [n, ffn_dim]
     hb2: Vec<f32>, // [n, ffn_dim]
+    /// Activation rows quantized for the quantized weights (`keep_quantized` models).
+    qact: Vec<u8>,
 }
 
 fn fit(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
@@ -252,11 +254,12 @@ impl Model {
         let att = fit(&mut s.att, n * q_dim);
         let hb = fit(&mut s.hb, n * ffn);
         let hb2 = fit(&mut s.hb2, n * ffn);
+        let qa = &mut s.qact;
 
         // Token embeddings.
-        let emb = w.tok_embeddings.view();
         for (t, &tok) in tokens.iter().enumerate() {
-            emb.decode_rows(tok as usize, &mut x[t * dim..(t + 1) * dim])?;
+            w.tok_embeddings
+                .decode_row(tok as usize, &mut x[t * dim..(t + 1) * dim])?;
         }
 
         let layer_len = cache.max_seq * kv_dim;
@@ -267,14 +270,10 @@ impl Model {
 
             // Attention: norm → q, k, v (k/v written straight into the cache) → RoPE.
             rmsnorm(xb, x, &lw.attn_norm, c.norm_eps)?;
-            matmul(q, xb, n, &lw.wq.view())?;
-            matmul(k_new, xb, n, &lw.wk.view())?;
-            matmul(
-                &mut v_cache[start_pos * kv_dim..end * kv_dim],
-                xb,
-                n,
-                &lw.wv.view(),
-            )?;
+            lw.wq.matmul(q, xb, n, qa)?;
+            lw.wk.matmul(k_new, xb, n, qa)?;
+            lw.wv
+                .matmul(&mut v_cache[start_pos * kv_dim..end * kv_dim], xb, n, qa)?;
             self.rope.apply(q, c.n_heads, start_pos, self.layout)?;
             self.rope
                 .apply(k_new, c.n_kv_heads, start_pos, self.layout)?;
@@ -289,15 +288,15 @@ impl Model {
                 start_pos,
                 shape,
             )?;
-            matmul(xb2, att, n, &lw.wo.view())?;
+            lw.wo.matmul(xb2, att, n, qa)?;
             add_assign(x, xb2)?;
 
             // SwiGLU feed-forward and residual.
             rmsnorm(xb, x, &lw.ffn_norm, c.norm_eps)?;
-            matmul(hb, xb, n, &lw.w_gate.view())?;
-            matmul(hb2, xb, n, &lw.w_up.view())?;
+            lw.w_gate.matmul(hb, xb, n, qa)?;
+            lw.w_up.matmul(hb2, xb, n, qa)?;
             swiglu(hb, hb2)?;
-            matmul(xb2, hb, n, &lw.w_down.view())?;
+            lw.w_down.matmul(xb2, hb, n, qa)?;
             add_assign(x, xb2)?;
         }
 
@@ -312,7 +311,7 @@ impl Model {
         let head = w.output.as_ref().unwrap_or(&w.tok_embeddings);
         out.clear();
         out.resize(rows * c.vocab_size, 0.0);
-        matmul(out, hn, rows, &head.view())?;
+        head.matmul(out, hn, rows, qa)?;
         Ok(())
     }
 }

@@ -70,6 +70,7 @@ struct Loader {
     names: HashSet<&'static str>,
     summary: Vec<TensorSummary>,
     progress: Option<ProgressFn>,
+    keep_quantized: bool,
     done: usize,
     total: usize,
 }
@@ -114,6 +115,7 @@ impl Loader {
                 },
                 rows,
                 cols,
+                self.keep_quantized,
             )?,
             Cow::Owned(bytes) => {
                 check_shape(
@@ -168,8 +170,20 @@ pub(crate) fn inv_freqs(cfg: &Config, gguf_factors: Option<&[f32]>) -> Vec<f32> 
 
 impl Model {
     /// Loads a `.gguf` file, a Hugging Face directory (`config.json` + safetensors) or a Meta
-    /// directory (`params.json` + `consolidated.*.pth`).
+    /// directory (`params.json` + `consolidated.*.pth`). Block-quantized GGUF weights are
+    /// dequantized to f32 (the exact reference path).
     pub fn load(path: impl AsRef<Path>, opts: LoadOptions) -> Result<Model> {
+        Model::load_with_quant(path, opts, false)
+    }
+
+    /// Like [`Model::load`]; with `keep_quantized`, block-quantized 2-D GGUF weights stay
+    /// zero-copy slices of the mapped file and are multiplied as ggml does (activations quantized
+    /// to 8 bits, integer block dot products): less memory and faster, not bit-exact.
+    pub fn load_with_quant(
+        path: impl AsRef<Path>,
+        opts: LoadOptions,
+        keep_quantized: bool,
+    ) -> Result<Model> {
         let path = path.as_ref();
         let mut owners: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
         let format = detect(path)?;
@@ -216,6 +230,7 @@ impl Model {
             names: file.names().into_iter().collect(),
             summary: Vec::new(),
             progress: opts.progress,
+            keep_quantized,
             done: 0,
             total: 3 + 9 * cfg.n_layers,
         };

@@ -2,11 +2,14 @@
 //! and shape/dtype checks at load.
 //!
 //! F32/F16/BF16 tensors stay zero-copy slices of the memory-mapped file; block-quantized GGUF
-//! tensors are dequantized to owned f32 at load (the correct, if memory-hungry, fallback);
+//! tensors are dequantized to owned f32 at load (the correct, if memory-hungry, default) or, with
+//! `keep_quantized`, stay zero-copy slices multiplied by `kernels::matmul::matmul_quantized`;
 //! Meta model-parallel shards are joined into owned buffers of their stored dtype.
 
 use llama31_formats::{DType, TensorView};
 use llama31_kernels::convert::{decode_into, WeightDType, WeightRef};
+use llama31_kernels::matmul::{matmul, matmul_quantized};
+use llama31_kernels::qdot::vec_dot_type;
 use llama31_kernels::quant::{dequantize, QuantType};
 
 use crate::error::{ModelError, Result};
@@ -27,9 +30,18 @@ impl Data {
     }
 }
 
+/// The element format of a [`Matrix`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatrixDType {
+    /// A float dtype, multiplied by `kernels::matmul`.
+    Plain(WeightDType),
+    /// GGUF block-quantized rows, multiplied by `kernels::matmul::matmul_quantized`.
+    Quant(QuantType),
+}
+
 /// A 2-D weight `[rows, cols]`, row-major, readable by `kernels::matmul`.
 pub struct Matrix {
-    dtype: WeightDType,
+    dtype: MatrixDType,
     rows: usize,
     cols: usize,
     data: Data,
@@ -47,14 +59,70 @@ impl std::fmt::Debug for Matrix {
 }
 
 impl Matrix {
-    /// The kernel view.
-    pub fn view(&self) -> WeightRef<'_> {
-        WeightRef {
-            dtype: self.dtype,
-            bytes: self.data.bytes(),
-            rows: self.rows,
-            cols: self.cols,
+    /// The float kernel view; `None` for a block-quantized matrix.
+    pub fn view(&self) -> Option<WeightRef<'_>> {
+        match self.dtype {
+            MatrixDType::Plain(dtype) => Some(WeightRef {
+                dtype,
+                bytes: self.data.bytes(),
+                rows: self.rows,
+                cols: self.cols,
+            }),
+            MatrixDType::Quant(_) => None,
         }
+    }
+
+    /// `out[t, o] = Σ_i x[t, i] · self[o, i]` for `t < n` (`x`: `n × cols`, `out`: `n × rows`).
+    /// `act` is scratch for the quantized activations of a quantized matrix (reused across calls).
+    pub fn matmul(&self, out: &mut [f32], x: &[f32], n: usize, act: &mut Vec<u8>) -> Result<()> {
+        match self.dtype {
+            MatrixDType::Plain(dtype) => {
+                let w = WeightRef {
+                    dtype,
+                    bytes: self.data.bytes(),
+                    rows: self.rows,
+                    cols: self.cols,
+                };
+                matmul(out, x, n, &w)?;
+            }
+            MatrixDType::Quant(qt) => {
+                matmul_quantized(out, x, n, qt, self.data.bytes(), self.rows, self.cols, act)?
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes row `row` into `out` (`cols` values): the embedding lookup.
+    pub fn decode_row(&self, row: usize, out: &mut [f32]) -> Result<()> {
+        match self.dtype {
+            MatrixDType::Plain(dtype) => {
+                let w = WeightRef {
+                    dtype,
+                    bytes: self.data.bytes(),
+                    rows: self.rows,
+                    cols: self.cols,
+                };
+                w.decode_rows(row, out)?;
+            }
+            MatrixDType::Quant(qt) => {
+                let bad = || {
+                    ModelError::Config(format!(
+                        "row {row} of a {}×{} matrix into {} values",
+                        self.rows,
+                        self.cols,
+                        out.len()
+                    ))
+                };
+                if row >= self.rows || out.len() != self.cols {
+                    return Err(bad());
+                }
+                let rb = qt.bytes_for(self.cols)?;
+                let start = row.checked_mul(rb).ok_or_else(bad)?;
+                let bytes = self.data.bytes().get(start..start + rb).ok_or_else(bad)?;
+                dequantize(qt, bytes, out)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn rows(&self) -> usize {
@@ -65,8 +133,13 @@ impl Matrix {
         self.cols
     }
 
-    pub fn dtype(&self) -> WeightDType {
+    pub fn dtype(&self) -> MatrixDType {
         self.dtype
+    }
+
+    /// Whether this matrix holds block-quantized rows (loaded with `keep_quantized`).
+    pub fn is_quantized(&self) -> bool {
+        matches!(self.dtype, MatrixDType::Quant(_))
     }
 
     /// Whether the bytes are owned (dequantized or joined) rather than mapped.
@@ -136,16 +209,18 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 /// Builds a matrix from a view whose bytes live as long as the model (`'static` by the model's
-/// ownership argument). Checks the shape `[rows, cols]`.
+/// ownership argument). Checks the shape `[rows, cols]`. A block-quantized tensor stays a mapped
+/// slice when `keep_quantized` (and its rows fit the activation blocks), else it is dequantized.
 pub(crate) fn matrix_from_view(
     view: &TensorView<'static>,
     rows: usize,
     cols: usize,
+    keep_quantized: bool,
 ) -> Result<Matrix> {
     check_shape(view, &[rows, cols])?;
     if let Some(dtype) = plain_dtype(view.dtype) {
         let m = Matrix {
-            dtype,
+            dtype: MatrixDType::Plain(dtype),
             rows,
             cols,
             data: Data::Mapped(view.data),
@@ -155,6 +230,26 @@ pub(crate) fn matrix_from_view(
         return Ok(m);
     }
     if let Some(qt) = quant_type(view.dtype) {
+        if keep_quantized && vec_dot_type(qt).bytes_for(cols).is_ok() {
+            let need = qt
+                .bytes_for(cols)?
+                .checked_mul(rows)
+                .ok_or_else(|| ModelError::Config(format!("{}: size overflows", view.name)))?;
+            if need != view.data.len() {
+                return Err(ModelError::Config(format!(
+                    "{}: {} bytes for {rows}×{cols} {qt:?}, expected {need}",
+                    view.name,
+                    view.data.len()
+                )));
+            }
+            tracing::debug!(name = view.name, ?qt, "kept quantized");
+            return Ok(Matrix {
+                dtype: MatrixDType::Quant(qt),
+                rows,
+                cols,
+                data: Data::Mapped(view.data),
+            });
+        }
         let n = rows
             .checked_mul(cols)
             .ok_or_else(|| ModelError::Config(format!("{}: size overflows", view.name)))?;
@@ -162,7 +257,7 @@ pub(crate) fn matrix_from_view(
         dequantize(qt, view.data, &mut f)?;
         tracing::debug!(name = view.name, ?qt, "dequantized to f32");
         return Ok(Matrix {
-            dtype: WeightDType::F32,
+            dtype: MatrixDType::Plain(WeightDType::F32),
             rows,
             cols,
             data: Data::Owned(f32_bytes(&f)),
@@ -180,7 +275,7 @@ pub(crate) fn matrix_owned(
 ) -> Result<Matrix> {
     WeightRef::new(dtype, &bytes, rows, cols)?;
     Ok(Matrix {
-        dtype,
+        dtype: MatrixDType::Plain(dtype),
         rows,
         cols,
         data: Data::Owned(bytes),
