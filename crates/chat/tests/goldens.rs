@@ -161,73 +161,11 @@ fn smollm2_template_source(first: &Value) -> Option<String> {
         }
     }
     // The template stored in the GGUF file itself.
-    gguf_string(
-        &cache_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf"),
-        "tokenizer.chat_template",
-    )
-}
-
-/// A string value of a GGUF file's metadata (a minimal reader, so this test does not depend on
-/// the formats crate).
-fn gguf_string(path: &std::path::Path, wanted: &str) -> Option<String> {
-    use std::io::Read;
-    let mut f = std::io::BufReader::new(std::fs::File::open(path).ok()?);
-    fn u32le(f: &mut impl Read) -> Option<u32> {
-        let mut b = [0u8; 4];
-        f.read_exact(&mut b).ok()?;
-        Some(u32::from_le_bytes(b))
-    }
-    fn u64le(f: &mut impl Read) -> Option<u64> {
-        let mut b = [0u8; 8];
-        f.read_exact(&mut b).ok()?;
-        Some(u64::from_le_bytes(b))
-    }
-    fn string(f: &mut impl Read) -> Option<String> {
-        let n = u64le(f)?;
-        let mut b = vec![0u8; usize::try_from(n).ok().filter(|n| *n < (1 << 26))?];
-        f.read_exact(&mut b).ok()?;
-        String::from_utf8(b).ok()
-    }
-    fn skip(f: &mut impl Read, ty: u32) -> Option<()> {
-        let size = match ty {
-            0 | 1 | 7 => 1,
-            2 | 3 => 2,
-            4..=6 => 4,
-            10..=12 => 8,
-            8 => {
-                string(f)?;
-                return Some(());
-            }
-            9 => {
-                let inner = u32le(f)?;
-                let n = u64le(f)?;
-                for _ in 0..n {
-                    skip(f, inner)?;
-                }
-                return Some(());
-            }
-            _ => return None,
-        };
-        let mut b = [0u8; 8];
-        f.read_exact(&mut b[..size]).ok()
-    }
-    let mut magic = [0u8; 4];
-    f.read_exact(&mut magic).ok()?;
-    if &magic != b"GGUF" {
-        return None;
-    }
-    let _version = u32le(&mut f)?;
-    let _tensors = u64le(&mut f)?;
-    let kvs = u64le(&mut f)?;
-    for _ in 0..kvs {
-        let key = string(&mut f)?;
-        let ty = u32le(&mut f)?;
-        if key == wanted && ty == 8 {
-            return string(&mut f);
-        }
-        skip(&mut f, ty)?;
-    }
-    None
+    let gguf = llama31_formats::GgufFile::open(cache_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf"))
+        .ok()?;
+    gguf.opt_str("tokenizer.chat_template")
+        .ok()?
+        .map(str::to_owned)
 }
 
 #[test]

@@ -2,7 +2,6 @@
 
 mod bench;
 mod generate;
-mod gguf_vocab;
 mod info;
 mod load;
 mod perplexity;

@@ -182,7 +182,8 @@ impl Source {
                 Tokenizer::from_hf_json_file(&p)
                     .with_context(|| format!("loading tokenizer {}", p.display()))?
             }
-            Source::Gguf(p) => crate::gguf_vocab::load(p)?,
+            Source::Gguf(p) => Tokenizer::from_gguf_file(p)
+                .with_context(|| format!("loading the tokenizer of {}", p.display()))?,
         };
         Ok(tok)
     }

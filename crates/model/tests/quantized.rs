@@ -8,9 +8,8 @@ mod common;
 
 use std::path::PathBuf;
 
-use llama31_formats::GgufFile;
 use llama31_model::{LoadOptions, LogitsMode, Model};
-use llama31_tokenizer::{GgufVocab, Tokenizer};
+use llama31_tokenizer::Tokenizer;
 
 fn model_path() -> PathBuf {
     let path = common::cache_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -23,35 +22,7 @@ fn model_path() -> PathBuf {
 }
 
 fn gguf_tokenizer(path: &std::path::Path) -> Tokenizer {
-    let g = GgufFile::open(path).unwrap();
-    let opt_vec = |k: &str| {
-        if g.contains_key(k) {
-            g.get_str_array(k).unwrap().to_vec()
-        } else {
-            Vec::new()
-        }
-    };
-    let vocab = GgufVocab {
-        model: g.get_str("tokenizer.ggml.model").unwrap().to_owned(),
-        pre: g.opt_str("tokenizer.ggml.pre").unwrap().map(str::to_owned),
-        tokens: g.get_str_array("tokenizer.ggml.tokens").unwrap().to_vec(),
-        token_types: if g.contains_key("tokenizer.ggml.token_type") {
-            g.get_i32_array("tokenizer.ggml.token_type")
-                .unwrap()
-                .into_owned()
-        } else {
-            Vec::new()
-        },
-        merges: opt_vec("tokenizer.ggml.merges"),
-        bos_id: g.opt_u32("tokenizer.ggml.bos_token_id").unwrap(),
-        eos_id: g.opt_u32("tokenizer.ggml.eos_token_id").unwrap(),
-        eot_id: g.opt_u32("tokenizer.ggml.eot_token_id").unwrap(),
-        eom_id: g.opt_u32("tokenizer.ggml.eom_token_id").unwrap(),
-        pad_id: g.opt_u32("tokenizer.ggml.padding_token_id").unwrap(),
-        add_bos: g.opt_bool("tokenizer.ggml.add_bos_token").unwrap(),
-        add_eos: g.opt_bool("tokenizer.ggml.add_eos_token").unwrap(),
-    };
-    Tokenizer::from_gguf_vocab(vocab).unwrap()
+    Tokenizer::from_gguf_file(path).unwrap()
 }
 
 fn log_softmax(row: &[f32]) -> Vec<f64> {

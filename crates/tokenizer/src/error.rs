@@ -45,6 +45,8 @@ pub enum TokenizerError {
     InvalidJson(String),
     #[error("invalid tokenizer.json: {0}")]
     InvalidHfJson(String),
+    #[error(transparent)]
+    Gguf(#[from] llama31_formats::FormatError),
     #[error("invalid GGUF vocabulary: {0}")]
     InvalidVocab(String),
     #[error("invalid pre-tokenizer regex {pattern:?}: {message}")]

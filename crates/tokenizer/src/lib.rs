@@ -12,6 +12,7 @@
 mod bpe;
 pub mod byte_level;
 mod error;
+mod gguf;
 mod llama3_split;
 mod load;
 mod pretok;
