@@ -32,6 +32,32 @@ pub fn dot_bytes_scalar(dtype: WeightDType, w: &[u8], x: &[f32]) -> f32 {
     acc.iter().sum()
 }
 
+/// [`dot_bytes_scalar`] for an F32 row given as floats (the same accumulators and order).
+pub fn dot_f32_scalar(w: &[f32], x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (i, (wv, xv)) in w.iter().zip(x).enumerate() {
+        acc[i % 8] += wv * xv;
+    }
+    acc.iter().sum()
+}
+
+/// The dot of an F32 row given as floats with `x`, bit-identical to [`dot_bytes_fn`] on the
+/// row's bytes (used by matmul's batched path so both paths agree exactly).
+pub type DotF32Fn = fn(&[f32], &[f32]) -> f32;
+
+fn dot_f32_dispatch(w: &[f32], x: &[f32]) -> f32 {
+    // SAFETY: f32 has no padding and every bit pattern of its 4 bytes is a valid u8; the byte
+    // slice covers exactly the memory of `w`, which stays borrowed for the call.
+    let bytes =
+        unsafe { std::slice::from_raw_parts(w.as_ptr().cast::<u8>(), std::mem::size_of_val(w)) };
+    dot_bytes_fn()(WeightDType::F32, bytes, x)
+}
+
+/// See [`DotF32Fn`].
+pub fn dot_f32_fn() -> DotF32Fn {
+    dot_f32_dispatch
+}
+
 /// # Safety
 /// SAFETY: the caller must have checked at run time that the CPU supports AVX2, FMA and F16C
 /// (`is_x86_feature_detected!`); slice bounds are checked inside.

@@ -128,13 +128,18 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Dots of `x` with 4 consecutive rows of `w` (each `x.len()` long): one load of `x` per 4 FMAs.
+///
+/// Each of the four results is bit-identical to [`crate::dot_bytes::dot_bytes_fn`] on the same
+/// row stored as F32 (same accumulators, same order, same tail), so a matrix product gives the
+/// same value for an output whichever path computes it: a sequence's logits do not depend on how
+/// many other rows share its batch.
 pub type Dot4Fn = fn(&[f32], &[f32], &mut [f32; 4]);
 
-/// Portable twin of the 4-row dot.
+/// Portable twin of the 4-row dot, equal to [`crate::dot_bytes::dot_bytes_scalar`] on F32 rows.
 pub fn dot4_scalar(x: &[f32], w: &[f32], out: &mut [f32; 4]) {
     let c = x.len();
     for (k, o) in out.iter_mut().enumerate() {
-        *o = dot_scalar(x, &w[k * c..(k + 1) * c]);
+        *o = crate::dot_bytes::dot_f32_scalar(&w[k * c..(k + 1) * c], x);
     }
 }
 
@@ -152,30 +157,31 @@ unsafe fn dot4_avx2(x: &[f32], w: &[f32], out: &mut [f32; 4]) {
     }
     let px = x.as_ptr();
     let pw = w.as_ptr();
-    let mut a = [_mm256_setzero_ps(); 4];
+    // Two accumulators per row, even and odd 8-wide chunks, as `dot_bytes_avx2` does for F32.
+    let mut a0 = [_mm256_setzero_ps(); 4];
+    let mut a1 = [_mm256_setzero_ps(); 4];
     let mut i = 0usize;
-    // SAFETY: i + 8 <= c, x has c elements and w at least 4·c (checked above), so every load
-    // (x[i..i+8], w[k·c + i..k·c + i + 8] for k < 4) is in bounds.
+    // SAFETY: i + 16 <= c, x has c elements and w at least 4·c (checked above), so every load
+    // (x[i..i+16], w[k·c + i..k·c + i + 16] for k < 4) is in bounds.
     unsafe {
-        while i + 8 <= c {
-            let xv = _mm256_loadu_ps(px.add(i));
-            a[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(i)), xv, a[0]);
-            a[1] = _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(c + i)), xv, a[1]);
-            a[2] = _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(2 * c + i)), xv, a[2]);
-            a[3] = _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(3 * c + i)), xv, a[3]);
-            i += 8;
+        while i + 16 <= c {
+            let x0 = _mm256_loadu_ps(px.add(i));
+            let x1 = _mm256_loadu_ps(px.add(i + 8));
+            for k in 0..4 {
+                let wk = pw.add(k * c + i);
+                a0[k] = _mm256_fmadd_ps(_mm256_loadu_ps(wk), x0, a0[k]);
+                a1[k] = _mm256_fmadd_ps(_mm256_loadu_ps(wk.add(8)), x1, a1[k]);
+            }
+            i += 16;
         }
     }
     for (k, o) in out.iter_mut().enumerate() {
-        let v = a[k];
+        let v = _mm256_add_ps(a0[k], a1[k]);
         let s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        let mut t = _mm_cvtss_f32(s);
-        for j in i..c {
-            t += x[j] * w[k * c + j];
-        }
-        *o = t;
+        *o = _mm_cvtss_f32(s)
+            + crate::dot_bytes::dot_f32_scalar(&w[k * c + i..(k + 1) * c], &x[i..c]);
     }
 }
 
@@ -193,6 +199,7 @@ pub fn dot4_fn() -> Dot4Fn {
         {
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
             {
                 return dot4_avx2_entry as Dot4Fn;
             }
@@ -237,7 +244,7 @@ pub fn matmul(out: &mut [f32], x: &[f32], n: usize, w: &WeightRef<'_>) -> Result
     if n <= DIRECT_MAX_ROWS {
         return matmul_direct(out, x, n, w);
     }
-    let dotf = dot_fn();
+    let dotf = crate::dot_bytes::dot_f32_fn();
     let dot4f = dot4_fn();
     let n_blocks = rows.div_ceil(ROW_BLOCK);
     let threads = rayon::current_num_threads().max(1);
@@ -268,7 +275,7 @@ pub fn matmul(out: &mut [f32], x: &[f32], n: usize, w: &WeightRef<'_>) -> Result
                             dot4f(xr, &wrows[r * cols..(r + 4) * cols], &mut four);
                             4
                         } else {
-                            four[0] = dotf(xr, &wrows[r * cols..(r + 1) * cols]);
+                            four[0] = dotf(&wrows[r * cols..(r + 1) * cols], xr);
                             1
                         };
                         for (j, v) in four.iter().take(k).enumerate() {
@@ -484,6 +491,49 @@ mod tests {
             matmul(&mut out, &x, n, &w).unwrap();
             for (a, b) in out.iter().zip(r.iter()) {
                 assert!((*a as f64 - b).abs() < 1e-5, "{dt:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    /// An output's value must not depend on how many activation rows share the product (the
+    /// decode path reads weight bytes directly, the batched path decodes rows and uses `dot4`).
+    #[test]
+    fn matmul_rows_are_independent_of_batch_size() {
+        let mut seed = 7u64;
+        let (rows, cols) = (37usize, 100usize);
+        let wf: Vec<f32> = (0..rows * cols).map(|_| lcg(&mut seed)).collect();
+        let x: Vec<f32> = (0..20 * cols).map(|_| lcg(&mut seed)).collect();
+        for dtype in [WeightDType::F32, WeightDType::F16, WeightDType::BF16] {
+            let bytes: Vec<u8> = wf
+                .iter()
+                .flat_map(|v| match dtype {
+                    WeightDType::F32 => v.to_le_bytes().to_vec(),
+                    WeightDType::F16 => half::f16::from_f32(*v).to_bits().to_le_bytes().to_vec(),
+                    WeightDType::BF16 => half::bf16::from_f32(*v).to_bits().to_le_bytes().to_vec(),
+                })
+                .collect();
+            let w = WeightRef {
+                dtype,
+                bytes: &bytes,
+                rows,
+                cols,
+            };
+            let mut single = vec![0.0f32; 20 * rows];
+            for t in 0..20 {
+                matmul(
+                    &mut single[t * rows..(t + 1) * rows],
+                    &x[t * cols..(t + 1) * cols],
+                    1,
+                    &w,
+                )
+                .unwrap();
+            }
+            for n in [2usize, 3, 5, 9, 20] {
+                let mut out = vec![0.0f32; n * rows];
+                matmul(&mut out, &x[..n * cols], n, &w).unwrap();
+                for (i, (a, b)) in out.iter().zip(&single).enumerate() {
+                    assert_eq!(a.to_bits(), b.to_bits(), "{dtype:?} n={n} index {i}");
+                }
             }
         }
     }

@@ -35,16 +35,19 @@ pub struct Weights {
 /// Which logits `forward` returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogitsMode {
+    /// None (the step only fills the KV cache, e.g. a prompt chunk that is not the last).
+    None,
     /// Only the last token's row (`vocab` values).
     Last,
     /// One row per input token (`tokens.len() × vocab` values).
     All,
 }
 
-/// Per-sequence activation buffers, grown on demand and reused (no allocation in the decode step
-/// once warm).
+/// Activation buffers of a forward step, grown on demand and reused (no allocation in the decode
+/// step once warm). Every [`KvCache`] carries one for [`Model::forward`]; a batch of sequences
+/// ([`Model::forward_batch`]) uses one of its own.
 #[derive(Debug, Default)]
-struct Scratch {
+pub struct Scratch {
     x: Vec<f32>,   // [n, dim] residual stream
     xb: Vec<f32>,  // [n, dim]
     xb2: Vec<f32>, // [n, dim]
@@ -52,6 +55,8 @@ struct Scratch {
     att: Vec<f32>, // [n, q_dim]
     hb: Vec<f32>,  // [n, ffn_dim]
     hb2: Vec<f32>, // [n, ffn_dim]
+    kb: Vec<f32>,  // [n, kv_dim] new keys
+    vb: Vec<f32>,  // [n, kv_dim] new values
     /// Activation rows quantized for the quantized weights (`keep_quantized` models).
     qact: Vec<u8>,
 }
@@ -213,40 +218,51 @@ impl Model {
         logits: LogitsMode,
         out: &mut Vec<f32>,
     ) -> Result<()> {
+        let mut scratch = std::mem::take(&mut cache.scratch);
+        let result = self.forward_batch(
+            &mut [BatchSeq {
+                tokens,
+                start_pos,
+                cache: &mut *cache,
+                logits,
+            }],
+            &mut scratch,
+            out,
+        );
+        cache.scratch = scratch;
+        result
+    }
+
+    /// Runs several sequences in one step: every weight matrix multiplies the rows of all of
+    /// them at once (read once per step, which is what makes serving several clients cheaper than
+    /// serving them one after another), while RoPE, the KV cache and attention stay per sequence.
+    ///
+    /// `out` receives the requested logits of every sequence in order (`vocab` floats per
+    /// requested row). Each output row is computed exactly as if its sequence ran alone: the
+    /// matrix kernels give bit-identical results whatever the number of rows.
+    pub fn forward_batch(
+        &self,
+        seqs: &mut [BatchSeq<'_>],
+        s: &mut Scratch,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
         let c = &self.config;
         let w = &self.weights;
-        let n = tokens.len();
         let (dim, q_dim, kv_dim, ffn) = (c.dim, c.q_dim(), c.kv_dim(), c.ffn_dim);
+        let mut n = 0usize;
+        for seq in seqs.iter() {
+            self.check_seq(seq)?;
+            n += seq.tokens.len();
+        }
+        out.clear();
         if n == 0 {
-            out.clear();
             return Ok(());
-        }
-        if cache.n_layers != c.n_layers || cache.kv_dim != kv_dim {
-            return Err(ModelError::Cache(format!(
-                "cache has {} layers × {} kv width, model {} × {}",
-                cache.n_layers, cache.kv_dim, c.n_layers, kv_dim
-            )));
-        }
-        let end = start_pos.checked_add(n).ok_or(ModelError::Context {
-            end: usize::MAX,
-            max: cache.max_seq,
-        })?;
-        let max = cache.max_seq.min(self.rope.max_pos());
-        if end > max {
-            return Err(ModelError::Context { end, max });
-        }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
-            return Err(ModelError::Token {
-                id: bad,
-                vocab: c.vocab_size,
-            });
         }
         let shape = AttentionShape {
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
             head_dim: c.head_dim,
         };
-        let s = &mut cache.scratch;
         let x = fit(&mut s.x, n * dim);
         let xb = fit(&mut s.xb, n * dim);
         let xb2 = fit(&mut s.xb2, n * dim);
@@ -254,40 +270,49 @@ impl Model {
         let att = fit(&mut s.att, n * q_dim);
         let hb = fit(&mut s.hb, n * ffn);
         let hb2 = fit(&mut s.hb2, n * ffn);
+        let kb = fit(&mut s.kb, n * kv_dim);
+        let vb = fit(&mut s.vb, n * kv_dim);
         let qa = &mut s.qact;
 
         // Token embeddings.
-        for (t, &tok) in tokens.iter().enumerate() {
+        let all_tokens = seqs.iter().flat_map(|seq| seq.tokens.iter());
+        for (t, &tok) in all_tokens.enumerate() {
             w.tok_embeddings
                 .decode_row(tok as usize, &mut x[t * dim..(t + 1) * dim])?;
         }
 
-        let layer_len = cache.max_seq * kv_dim;
         for (l, lw) in w.layers.iter().enumerate() {
-            let k_cache = &mut cache.k[l * layer_len..(l + 1) * layer_len];
-            let v_cache = &mut cache.v[l * layer_len..(l + 1) * layer_len];
-            let k_new = &mut k_cache[start_pos * kv_dim..end * kv_dim];
-
-            // Attention: norm → q, k, v (k/v written straight into the cache) → RoPE.
+            // Attention: norm → q, k, v → RoPE → cache → causal GQA, per sequence.
             rmsnorm(xb, x, &lw.attn_norm, c.norm_eps)?;
             lw.wq.matmul(q, xb, n, qa)?;
-            lw.wk.matmul(k_new, xb, n, qa)?;
-            lw.wv
-                .matmul(&mut v_cache[start_pos * kv_dim..end * kv_dim], xb, n, qa)?;
-            self.rope.apply(q, c.n_heads, start_pos, self.layout)?;
-            self.rope
-                .apply(k_new, c.n_kv_heads, start_pos, self.layout)?;
-
-            // Causal GQA over cache positions 0..end, then the output projection and residual.
-            attention(
-                att,
-                q,
-                &k_cache[..end * kv_dim],
-                &v_cache[..end * kv_dim],
-                n,
-                start_pos,
-                shape,
-            )?;
+            lw.wk.matmul(kb, xb, n, qa)?;
+            lw.wv.matmul(vb, xb, n, qa)?;
+            let mut o = 0usize;
+            for seq in seqs.iter_mut() {
+                let m = seq.tokens.len();
+                let (start, end) = (seq.start_pos, seq.start_pos + m);
+                let qs = &mut q[o * q_dim..(o + m) * q_dim];
+                let ks = &mut kb[o * kv_dim..(o + m) * kv_dim];
+                self.rope.apply(qs, c.n_heads, start, self.layout)?;
+                self.rope.apply(ks, c.n_kv_heads, start, self.layout)?;
+                let cache = &mut *seq.cache;
+                let layer_len = cache.max_seq * kv_dim;
+                let k_cache = &mut cache.k[l * layer_len..(l + 1) * layer_len];
+                let v_cache = &mut cache.v[l * layer_len..(l + 1) * layer_len];
+                k_cache[start * kv_dim..end * kv_dim].copy_from_slice(ks);
+                v_cache[start * kv_dim..end * kv_dim]
+                    .copy_from_slice(&vb[o * kv_dim..(o + m) * kv_dim]);
+                attention(
+                    &mut att[o * q_dim..(o + m) * q_dim],
+                    qs,
+                    &k_cache[..end * kv_dim],
+                    &v_cache[..end * kv_dim],
+                    m,
+                    start,
+                    shape,
+                )?;
+                o += m;
+            }
             lw.wo.matmul(xb2, att, n, qa)?;
             add_assign(x, xb2)?;
 
@@ -300,18 +325,74 @@ impl Model {
             add_assign(x, xb2)?;
         }
 
-        // Final norm and logits (untied `output` or the tied embeddings).
-        let (rows, first) = match logits {
-            LogitsMode::Last => (1, n - 1),
-            LogitsMode::All => (n, 0),
-        };
-        let h = &x[first * dim..n * dim];
+        // Final norm and logits (untied `output` or the tied embeddings) of the requested rows,
+        // gathered into `xb2`.
+        let mut rows = 0usize;
+        let mut o = 0usize;
+        for seq in seqs.iter() {
+            let m = seq.tokens.len();
+            let (first, count) = match seq.logits {
+                LogitsMode::None => (o, 0),
+                LogitsMode::Last => (o + m - 1, 1),
+                LogitsMode::All => (o, m),
+            };
+            let src = &x[first * dim..(first + count) * dim];
+            xb2[rows * dim..(rows + count) * dim].copy_from_slice(src);
+            rows += count;
+            o += m;
+        }
+        if rows == 0 {
+            return Ok(());
+        }
         let hn = &mut xb[..rows * dim];
-        rmsnorm(hn, h, &w.norm, c.norm_eps)?;
+        rmsnorm(hn, &xb2[..rows * dim], &w.norm, c.norm_eps)?;
         let head = w.output.as_ref().unwrap_or(&w.tok_embeddings);
-        out.clear();
         out.resize(rows * c.vocab_size, 0.0);
         head.matmul(out, hn, rows, qa)?;
         Ok(())
     }
+
+    /// Validates one sequence of a step: cache shape, context, token ids.
+    fn check_seq(&self, seq: &BatchSeq<'_>) -> Result<()> {
+        let c = &self.config;
+        let cache = &*seq.cache;
+        if cache.n_layers != c.n_layers || cache.kv_dim != c.kv_dim() {
+            return Err(ModelError::Cache(format!(
+                "cache has {} layers × {} kv width, model {} × {}",
+                cache.n_layers,
+                cache.kv_dim,
+                c.n_layers,
+                c.kv_dim()
+            )));
+        }
+        let end = seq
+            .start_pos
+            .checked_add(seq.tokens.len())
+            .ok_or(ModelError::Context {
+                end: usize::MAX,
+                max: cache.max_seq,
+            })?;
+        let max = cache.max_seq.min(self.rope.max_pos());
+        if end > max {
+            return Err(ModelError::Context { end, max });
+        }
+        if let Some(&bad) = seq.tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
+            return Err(ModelError::Token {
+                id: bad,
+                vocab: c.vocab_size,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One sequence of a [`Model::forward_batch`] step: `tokens` run at positions
+/// `start_pos..start_pos + tokens.len()` of `cache`.
+#[derive(Debug)]
+pub struct BatchSeq<'a> {
+    pub tokens: &'a [u32],
+    pub start_pos: usize,
+    pub cache: &'a mut KvCache,
+    /// Which of this sequence's logits to return.
+    pub logits: LogitsMode,
 }
