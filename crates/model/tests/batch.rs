@@ -25,14 +25,12 @@ fn alone(model: &Model, prompt: &[u32], steps: usize) -> Vec<Vec<f32>> {
     let mut logits = model
         .forward(prompt, 0, &mut cache, LogitsMode::Last)
         .unwrap();
-    let mut pos = prompt.len();
-    for _ in 0..steps {
+    for pos in prompt.len()..prompt.len() + steps {
         let t = argmax(&logits);
         rows.push(std::mem::take(&mut logits));
         logits = model
             .forward(&[t], pos, &mut cache, LogitsMode::Last)
             .unwrap();
-        pos += 1;
     }
     rows.push(logits);
     rows
