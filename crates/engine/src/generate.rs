@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::EngineError;
 use crate::sampler::{Sampler, SamplingParams};
-use crate::stop::{StopStrings, Utf8Stream};
+use crate::stop::TextOut;
 
 /// What the generation loop and perplexity need from a model (implemented by toy models in
 /// tests, and by the real model through an adapter).
@@ -139,8 +139,11 @@ pub enum FinishReason {
     },
     /// `max_tokens` tokens were generated (or the context is full).
     Length,
-    /// The streaming callback returned `ControlFlow::Break`.
+    /// The streaming callback returned `ControlFlow::Break` (or the client went away).
     Cancelled,
+    /// The output is a complete document of its constraint (e.g. a JSON schema) that admits no
+    /// continuation.
+    Complete,
 }
 
 impl FinishReason {
@@ -149,7 +152,9 @@ impl FinishReason {
     pub fn as_openai_str(&self) -> &'static str {
         match self {
             Self::Length => "length",
-            Self::StopToken { .. } | Self::StopString { .. } | Self::Cancelled => "stop",
+            Self::StopToken { .. } | Self::StopString { .. } | Self::Cancelled | Self::Complete => {
+                "stop"
+            }
         }
     }
 }
@@ -340,7 +345,7 @@ where
     let context = model.context_len().min(session.capacity);
     let max_tokens = check_request(&req.prompt, req.max_tokens, vocab, context)?;
     let mut sampler = Sampler::new(&req.sampling, vocab)?;
-    let mut stops = StopStrings::new(&req.stop_strings)?;
+    let mut textout = TextOut::new(&req.stop_strings)?;
     sampler.accept_prompt(&req.prompt);
     let prompt_tokens = req.prompt.len();
 
@@ -386,9 +391,7 @@ where
     );
     let t1 = Instant::now();
 
-    let mut utf8 = Utf8Stream::new();
     let mut bytes = Vec::new();
-    let mut text = String::new();
     let mut emit = String::new();
     let mut pos = prompt_tokens;
     let finish = loop {
@@ -408,10 +411,8 @@ where
 
         bytes.clear();
         detokenizer.token_bytes(token, &mut bytes);
-        text.clear();
-        utf8.push(&bytes, &mut text);
         emit.clear();
-        if let Some(index) = stops.push(&text, &mut emit) {
+        if let Some(index) = textout.push(&bytes, &mut emit) {
             out.text.push_str(&emit);
             if !emit.is_empty() {
                 // Generation ends anyway; the callback's answer does not matter.
@@ -438,13 +439,8 @@ where
         FinishReason::Length | FinishReason::StopToken { .. } => {
             // Release held bytes and text: no stop string can complete any more, except one
             // that a trailing U+FFFD completes.
-            text.clear();
-            utf8.finish(&mut text);
             emit.clear();
-            let hit = stops.push(&text, &mut emit);
-            if hit.is_none() {
-                stops.finish(&mut emit);
-            }
+            let hit = textout.finish(&mut emit);
             if !emit.is_empty() {
                 out.text.push_str(&emit);
                 let _ = on_text(&emit);

@@ -5,6 +5,8 @@
 //! models in tests) and turns tokens into text through a [`Detokenizer`]
 //! (implemented for `llama31_tokenizer::Tokenizer`).
 
+pub mod batch;
+pub mod constraint;
 pub mod error;
 pub mod generate;
 mod model_impl;
@@ -16,6 +18,10 @@ pub mod stop;
 #[cfg(test)]
 mod testing;
 
+pub use batch::{
+    Engine, EngineConfig, EngineMetrics, Event, Request, Sink, SubmitError, Ticket, TokenLogprob,
+};
+pub use constraint::{Constraint, ConstraintMatcher};
 pub use error::{EngineError, SamplingError};
 pub use generate::{
     check_request, default_stop_tokens, generate, generate_in_session, Detokenizer, FinishReason,
@@ -25,4 +31,4 @@ pub use perplexity::{
     perplexity, perplexity_tokens, ChunkProgress, PerplexityOptions, PerplexityReport,
 };
 pub use sampler::{greedy, Sampler, SamplingParams};
-pub use stop::{StopStrings, Utf8Stream};
+pub use stop::{StopStrings, TextOut, Utf8Stream};

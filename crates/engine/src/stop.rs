@@ -150,6 +150,45 @@ impl StopStrings {
     }
 }
 
+/// Token bytes → text that is safe to show: [`Utf8Stream`] followed by [`StopStrings`].
+#[derive(Debug, Clone)]
+pub struct TextOut {
+    utf8: Utf8Stream,
+    stops: StopStrings,
+    text: String,
+}
+
+impl TextOut {
+    /// A stream cut at the earliest of `stops` (empty strings are an error).
+    pub fn new(stops: &[String]) -> Result<Self, EngineError> {
+        Ok(Self {
+            utf8: Utf8Stream::new(),
+            stops: StopStrings::new(stops)?,
+            text: String::new(),
+        })
+    }
+
+    /// Appends a token's bytes; writes the text now safe to show to `emit`. Returns the index of
+    /// a stop string that completed (then `emit` got only the text before it).
+    pub fn push(&mut self, bytes: &[u8], emit: &mut String) -> Option<usize> {
+        self.text.clear();
+        self.utf8.push(bytes, &mut self.text);
+        self.stops.push(&self.text, emit)
+    }
+
+    /// Ends the stream: releases the held bytes and text to `emit` (a trailing U+FFFD can still
+    /// complete a stop string, whose index is then returned).
+    pub fn finish(&mut self, emit: &mut String) -> Option<usize> {
+        self.text.clear();
+        self.utf8.finish(&mut self.text);
+        let hit = self.stops.push(&self.text, emit);
+        if hit.is_none() {
+            self.stops.finish(emit);
+        }
+        hit
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
