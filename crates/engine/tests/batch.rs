@@ -117,7 +117,7 @@ fn same_tokens_alone_and_beside_others() {
         "Why is the sky blue? Answer in one sentence.",
     ];
     let sampling = |i: usize| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             SamplingParams::greedy()
         } else {
             SamplingParams::plain(0.9, 1234 + i as u64)
