@@ -9,6 +9,7 @@
 
 pub mod dialog;
 pub mod error;
+pub mod formatter;
 pub mod messages;
 pub mod pyjson;
 pub mod pythonic;
@@ -18,6 +19,7 @@ pub mod tool_calls;
 
 pub use dialog::{encode_dialog, encode_dialog_with, render_pieces, render_text, Piece};
 pub use error::{ChatError, Result};
+pub use formatter::{ChatFormatter, Rendered};
 pub use messages::{
     parse_messages, parse_tools, BuiltinTool, Content, Message, Role, ToolCall, ToolDefinition,
 };

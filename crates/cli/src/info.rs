@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::Args;
 
-use crate::source::{ChatFormat, Source};
+use crate::source::Source;
+use llama31_chat::ChatFormatter;
 
 #[derive(Args)]
 pub struct InfoArgs {
@@ -111,8 +112,8 @@ pub fn run(args: InfoArgs) -> Result<()> {
     );
     println!("  end-of-generation ids: {:?}", tokenizer.eos_ids());
     match source.chat_format(&tokenizer) {
-        Ok(ChatFormat::Llama3) => println!("chat format: Llama 3 (native, as Meta's ChatFormat)"),
-        Ok(ChatFormat::Template(_)) => {
+        Ok(ChatFormatter::Llama3) => println!("chat format: Llama 3 (native, as Meta's ChatFormat)"),
+        Ok(ChatFormatter::Template(_)) => {
             let t = source.chat_template()?.unwrap_or_default();
             let first = t.lines().next().unwrap_or("");
             println!("chat format: Jinja template ({} bytes): {first}", t.len());

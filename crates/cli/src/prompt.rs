@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use llama31_chat::{self as chat, PromptOptions, ToolFormat};
 
-use crate::source::{ChatFormat, Source};
+use crate::source::Source;
 
 #[derive(Args)]
 pub struct PromptArgs {
@@ -47,11 +47,7 @@ enum ToolStyle {
     FunctionTag,
 }
 
-/// The rendered prompt: its text (special tokens as text) and, when asked for, its ids.
-pub struct Rendered {
-    pub text: String,
-    pub ids: Vec<u32>,
-}
+pub use llama31_chat::Rendered;
 
 /// Whether [`render`] should also tokenize the prompt.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -68,53 +64,12 @@ pub fn render(
     opts: Option<&PromptOptions>,
     want: Want,
 ) -> Result<Rendered> {
-    match source.chat_format(tokenizer)? {
-        ChatFormat::Llama3 => {
-            let dialog = match opts {
-                Some(opts) => chat::prepare_dialog(messages, opts)?,
-                None => messages.to_vec(),
-            };
-            let pieces = chat::render_pieces(&dialog)?;
-            let text = chat::dialog::pieces_to_text(&pieces);
-            let ids = match want {
-                Want::Text => Vec::new(),
-                Want::TextAndIds => chat::dialog::encode_pieces(tokenizer, &pieces)?,
-            };
-            Ok(Rendered { text, ids })
-        }
-        ChatFormat::Template(template) => {
-            let tools = opts
-                .and_then(|o| o.tools.as_ref())
-                .map(|t| serde_json::Value::Array(t.iter().map(|d| d.raw.clone()).collect()));
-            let token_text = |id: Option<u32>| {
-                id.map(|id| String::from_utf8_lossy(&tokenizer.decode(&[id])).into_owned())
-                    .unwrap_or_default()
-            };
-            let bos = token_text(tokenizer.bos_id());
-            let eos = token_text(tokenizer.eos_ids().first().copied());
-            let messages_json =
-                serde_json::Value::Array(messages.iter().map(|m| m.to_openai_json()).collect());
-            let text = template.render(
-                &messages_json,
-                tools.as_ref(),
-                true,
-                &bos,
-                &eos,
-                &Default::default(),
-            )?;
-            let mut ids = Vec::new();
-            if want == Want::Text {
-                return Ok(Rendered { text, ids });
-            }
-            if let Some(b) = tokenizer.bos_id() {
-                if tokenizer.add_bos() && (bos.is_empty() || !text.starts_with(&bos)) {
-                    ids.push(b);
-                }
-            }
-            ids.extend(tokenizer.encode(&text, true));
-            Ok(Rendered { text, ids })
-        }
-    }
+    Ok(source.chat_format(tokenizer)?.render(
+        tokenizer,
+        messages,
+        opts,
+        want == Want::TextAndIds,
+    )?)
 }
 
 pub fn run(args: PromptArgs) -> Result<()> {

@@ -3,16 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use llama31_chat::ChatTemplate;
+use llama31_chat::{ChatFormatter, ChatTemplate};
 use llama31_tokenizer::Tokenizer;
-
-/// How dialogs are turned into a prompt for a model.
-pub enum ChatFormat {
-    /// Meta's Llama 3 format, encoded natively (exactly as `ChatFormat.encode_dialog_prompt`).
-    Llama3,
-    /// The model's own Jinja chat template.
-    Template(Box<ChatTemplate>),
-}
 
 /// The kinds of paths `--model` accepts.
 #[derive(Debug, Clone)]
@@ -147,15 +139,13 @@ impl Source {
     }
 
     /// The chat format to use: Llama 3's own for a Llama 3 vocabulary, else the model's template.
-    pub fn chat_format(&self, tokenizer: &Tokenizer) -> Result<ChatFormat> {
-        let llama3 = ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
-            .iter()
-            .all(|t| tokenizer.token_id(t).is_some());
-        if llama3 {
-            return Ok(ChatFormat::Llama3);
+    pub fn chat_format(&self, tokenizer: &Tokenizer) -> Result<ChatFormatter> {
+        let llama3 = ChatFormatter::for_tokenizer(tokenizer, None);
+        if let Some(f) = llama3 {
+            return Ok(f);
         }
         match self.chat_template()? {
-            Some(source) => Ok(ChatFormat::Template(Box::new(
+            Some(source) => Ok(ChatFormatter::Template(Box::new(
                 ChatTemplate::new(&source).context("the model's chat template does not compile")?,
             ))),
             None => bail!(
