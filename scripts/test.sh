@@ -10,3 +10,6 @@ bash scripts/setup-python.sh --tiny
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 cargo test --workspace --release "$@"
+
+# The official `openai` Python client against a real `llama31 serve`.
+bash scripts/test-openai.sh

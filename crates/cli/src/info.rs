@@ -112,7 +112,9 @@ pub fn run(args: InfoArgs) -> Result<()> {
     );
     println!("  end-of-generation ids: {:?}", tokenizer.eos_ids());
     match source.chat_format(&tokenizer) {
-        Ok(ChatFormatter::Llama3) => println!("chat format: Llama 3 (native, as Meta's ChatFormat)"),
+        Ok(ChatFormatter::Llama3) => {
+            println!("chat format: Llama 3 (native, as Meta's ChatFormat)")
+        }
         Ok(ChatFormatter::Template(_)) => {
             let t = source.chat_template()?.unwrap_or_default();
             let first = t.lines().next().unwrap_or("");

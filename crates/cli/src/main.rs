@@ -6,6 +6,7 @@ mod info;
 mod load;
 mod perplexity;
 mod prompt;
+mod serve;
 mod source;
 mod tokenize;
 
@@ -37,6 +38,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Measure prefill and decode speed (like llama-bench).
     Bench(bench::BenchArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Perplexity(args) => perplexity::run(args),
         Command::Info(args) => info::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

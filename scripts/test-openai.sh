@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs tests/openai/test_openai.py (the official `openai` package) against a real
+# `llama31 serve` with SmolLM2-135M-Instruct on loopback. Needs target/release/llama31
+# (cargo build --release) and the fixtures (scripts/fetch-fixtures.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE="${LLAMA31_CACHE:-$HOME/.cache/llama31}"
+PY="${PYTHON:-python3}"
+VENV="$CACHE/venv-openai"
+REQ="scripts/requirements-openai.txt"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+stamp="$VENV/.requirements.sha256"
+want="$(sha256sum "$REQ" | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQ"
+  echo "$want" >"$stamp"
+fi
+
+BIN="target/release/llama31"
+[ -x "$BIN" ] || cargo build --release --bin llama31
+LOG="$(mktemp)"
+"$BIN" serve --model "$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf" --port 0 --parallel 4 --ctx 2048 \
+  --api-key test-key --alias smollm2 2>"$LOG" &
+PID=$!
+trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -f "$LOG"' EXIT
+for _ in $(seq 1 300); do
+  URL="$(grep -o 'http://[0-9.:]*' "$LOG" | head -1 || true)"
+  [ -n "$URL" ] && break
+  kill -0 $PID 2>/dev/null || { cat "$LOG" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$URL" ] || { echo "server did not start" >&2; cat "$LOG" >&2; exit 1; }
+"$VENV/bin/python" tests/openai/test_openai.py "$URL" test-key
