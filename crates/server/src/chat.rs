@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use llama31_chat::{Message, PromptOptions};
+use llama31_chat::Message;
 use llama31_engine::{Constraint, Event, FinishReason, Request, TokenLogprob};
 
 use crate::error::ApiError;
@@ -77,10 +77,7 @@ fn prepare(state: &AppState, backend: &Backend, o: &Obj) -> Result<ChatRequest, 
     };
     let constraint = grammar
         .map(|g| Arc::new(JsonConstraint::new(g, backend.token_index())) as Arc<dyn Constraint>);
-    let opts = PromptOptions {
-        tools: tools.active().then(|| tools.defs.clone()),
-        ..PromptOptions::default()
-    };
+    let opts = tools.prompt_options();
     let rendered = formatter
         .render(&backend.tokenizer, &messages, Some(&opts), true)
         .map_err(|e| ApiError::field("messages", e.to_string()))?;

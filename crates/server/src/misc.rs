@@ -8,7 +8,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use llama31_chat::{Message, PromptOptions};
+use llama31_chat::Message;
 
 use crate::error::ApiError;
 use crate::params::{get, opt_bool, parse_object, type_name};
@@ -70,7 +70,8 @@ fn fail(state: &AppState, e: ApiError) -> Response {
     e.into_response()
 }
 
-/// `{"content" | "prompt": text}` or `{"messages": [...]}` → `{"tokens", "count", "max_model_len"}`;
+/// `{"content" | "prompt": text}` or `{"messages": [...], "tools": [...]}` (the chat prompt) →
+/// `{"tokens", "count", "max_model_len"}`;
 /// `"add_special"` (default true) adds BOS where the model does; `"with_pieces"` returns
 /// `[{"id", "piece"}]`.
 pub async fn tokenize(State(state): State<Arc<AppState>>, body: Body) -> Response {
@@ -100,7 +101,8 @@ async fn tokenize_inner(state: &AppState, body: Body) -> Result<Value, ApiError>
             .formatter
             .as_ref()
             .ok_or_else(|| ApiError::field("messages", "This model has no chat template."))?;
-        f.render(tok, &messages, Some(&PromptOptions::default()), true)
+        let opts = crate::tools::parse(&o)?.prompt_options();
+        f.render(tok, &messages, Some(&opts), true)
             .map_err(|e| ApiError::field("messages", e.to_string()))?
             .ids
     } else {

@@ -57,6 +57,34 @@ pub fn start(config: ServerConfig, engine: EngineConfig) -> SocketAddr {
     serve(state)
 }
 
+/// Starts a server for the tiny random Llama 3.1 (HF directory, 128,256-token vocabulary, Meta's
+/// dialog format) made by `scripts/setup-python.sh --tiny`.
+pub fn start_tiny_llama(engine: EngineConfig) -> SocketAddr {
+    let dir = cache_dir().join("tiny/hf-untied");
+    assert!(
+        dir.exists(),
+        "{} missing: run scripts/setup-python.sh --tiny",
+        dir.display()
+    );
+    let tok = Arc::new(Tokenizer::from_hf_json_file(&dir.join("tokenizer.json")).unwrap());
+    let formatter = ChatFormatter::for_tokenizer(&tok, None);
+    assert!(matches!(formatter, Some(ChatFormatter::Llama3)));
+    let model = Model::load(
+        &dir,
+        LoadOptions {
+            max_seq_len: Some(engine.ctx),
+            progress: None,
+        },
+    )
+    .unwrap();
+    let stop = default_stop_tokens(&tok, &model.config().eos_token_ids);
+    let vocab = model.config().vocab_size;
+    let engine = Engine::start(Arc::new(model), Arc::clone(&tok), engine).unwrap();
+    let state = AppState::new(ServerConfig::default());
+    state.set_backend(Backend::new(engine, tok, formatter, stop, vocab));
+    serve(state)
+}
+
 /// Serves `state` (with or without a backend) in a background thread.
 pub fn serve(state: Arc<AppState>) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
