@@ -13,6 +13,8 @@ pub mod ops;
 pub mod qdot;
 #[cfg(target_arch = "x86_64")]
 mod qdot_avx2;
+#[cfg(target_arch = "x86_64")]
+mod qgemm;
 pub mod quant;
 pub mod quantize;
 pub mod rope;

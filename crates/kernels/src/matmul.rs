@@ -371,6 +371,18 @@ pub fn matmul_quantized(
         quantize_activations_into(at, src, dst)?;
     }
     let act = &*act;
+    #[cfg(target_arch = "x86_64")]
+    if crate::qgemm::available(ty) {
+        return QSCALES.with(|sc| {
+            let mut sc = sc.borrow_mut();
+            sc.clear();
+            for row in act.chunks_exact(arb) {
+                crate::qgemm::act_scales(ty, row, &mut sc);
+            }
+            tiled_quantized(out, ty, w, wrb, act, arb, &sc, rows, n);
+            Ok(())
+        });
+    }
     // Sizes are checked above: every weight row is `wrb` bytes of whole blocks, every activation
     // row `arb` bytes for the same `cols`.
     let dotq = |wr: &[u8], a: &[u8]| vec_dot_prechecked(ty, wr, a);
@@ -406,6 +418,85 @@ pub fn matmul_quantized(
             }
         });
     Ok(())
+}
+
+thread_local! {
+    /// f32 scales of the activation rows of the current quantized product.
+    static QSCALES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The tiled quantized product ([`crate::qgemm`]): decode (one row) in parallel over weight
+/// rows; batches in tasks of QROW_BLOCK weight rows, each weight row multiplied with four
+/// activation rows at a time. Sizes were checked by [`matmul_quantized`].
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn tiled_quantized(
+    out: &mut [f32],
+    ty: crate::quant::QuantType,
+    w: &[u8],
+    wrb: usize,
+    act: &[u8],
+    arb: usize,
+    scales: &[f32],
+    rows: usize,
+    n: usize,
+) {
+    use crate::qgemm::dot_rows;
+    let spr = scales.len() / n.max(1); // scales per activation row
+    let threads = rayon::current_num_threads().max(1);
+    if n == 1 {
+        let min_len = (rows / (threads * 8)).max(16);
+        out.par_iter_mut()
+            .with_min_len(min_len)
+            .zip(w.par_chunks_exact(wrb))
+            .for_each(|(o, wr)| {
+                let mut v = [0.0f32];
+                dot_rows::<1>(ty, wr, [act], [scales], &mut v);
+                *o = v[0];
+            });
+        return;
+    }
+    let n_blocks = rows.div_ceil(QROW_BLOCK);
+    let min_len = (n_blocks / (threads * 4)).max(1);
+    let optr = SendPtr(out.as_mut_ptr());
+    let arow = |t: usize| &act[t * arb..(t + 1) * arb];
+    let srow = |t: usize| &scales[t * spr..(t + 1) * spr];
+    (0..n_blocks)
+        .into_par_iter()
+        .with_min_len(min_len)
+        .for_each(|b| {
+            let optr = &optr;
+            let r0 = b * QROW_BLOCK;
+            let r1 = (r0 + QROW_BLOCK).min(rows);
+            let mut t = 0;
+            while t < n {
+                let k = if t + 4 <= n { 4 } else { 1 };
+                for r in r0..r1 {
+                    let wr = &w[r * wrb..(r + 1) * wrb];
+                    let mut v = [0.0f32; 4];
+                    if k == 4 {
+                        dot_rows::<4>(
+                            ty,
+                            wr,
+                            [arow(t), arow(t + 1), arow(t + 2), arow(t + 3)],
+                            [srow(t), srow(t + 1), srow(t + 2), srow(t + 3)],
+                            &mut v,
+                        );
+                    } else {
+                        let mut one = [0.0f32];
+                        dot_rows::<1>(ty, wr, [arow(t)], [srow(t)], &mut one);
+                        v[0] = one[0];
+                    }
+                    for (j, val) in v.iter().take(k).enumerate() {
+                        // SAFETY: t + j < n and r < rows, so (t + j) * rows + r < n * rows ==
+                        // out.len() (checked by `matmul_quantized`); each index is written only by
+                        // the task that owns row block b; `out` is mutably borrowed throughout.
+                        unsafe { *optr.0.add((t + j) * rows + r) = *val };
+                    }
+                }
+                t += k;
+            }
+        });
 }
 
 /// Weight rows per task in the batched quantized product.
@@ -575,7 +666,11 @@ mod tests {
         for ty in [
             QuantType::Q4_0,
             QuantType::Q4_1,
+            QuantType::Q5_0,
+            QuantType::Q5_1,
             QuantType::Q8_0,
+            QuantType::Q4K,
+            QuantType::Q5K,
             QuantType::Q6K,
         ] {
             let wf: Vec<f32> = (0..rows * cols).map(|_| lcg(&mut seed)).collect();
@@ -584,10 +679,22 @@ mod tests {
             };
             let wrb = ty.bytes_for(cols).unwrap();
             let mut act = Vec::new();
-            for n in [1usize, 3] {
+            let mut single = Vec::new();
+            for n in [1usize, 3, 9] {
                 let x: Vec<f32> = (0..n * cols).map(|_| lcg(&mut seed)).collect();
                 let mut out = vec![0.0f32; n * rows];
                 matmul_quantized(&mut out, &x, n, ty, &wq, rows, cols, &mut act).unwrap();
+                // Each row alone gives the same bits as inside the batch (tiles of 4 + rest).
+                single.clear();
+                for t in 0..n {
+                    let mut one = vec![0.0f32; rows];
+                    let xt = &x[t * cols..(t + 1) * cols];
+                    matmul_quantized(&mut one, xt, 1, ty, &wq, rows, cols, &mut act).unwrap();
+                    single.extend(one);
+                }
+                for (i, (a, b)) in out.iter().zip(&single).enumerate() {
+                    assert_eq!(a.to_bits(), b.to_bits(), "{ty:?} n={n} index {i}");
+                }
                 for t in 0..n {
                     let a = quantize_activations(vec_dot_type(ty), &x[t * cols..(t + 1) * cols])
                         .unwrap();
