@@ -102,9 +102,21 @@ fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
+/// The f16 at `b[o..o + 2]` as f32 (F16C; exact).
 #[inline]
+#[target_feature(enable = "avx2,f16c")]
 fn f16(b: &[u8], o: usize) -> f32 {
-    crate::convert::f16_to_f32(u16::from_le_bytes([b[o], b[o + 1]]))
+    let bits = u16::from_le_bytes([b[o], b[o + 1]]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+}
+
+/// The two f16 at `b[o..o + 4]` as f32 (F16C; exact).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn f16x2(b: &[u8], o: usize) -> (f32, f32) {
+    let bits = u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+    (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
 }
 
 /// Q4_1 weights × Q8_1 activations: per block `d_w·d_y · Σ q·y + m_w · s_y`.
@@ -121,8 +133,8 @@ fn q4_1<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &m
         // SAFETY: `qs` has exactly 16 readable bytes; `loadu` has no alignment requirement.
         let v = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
         let q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), mask);
-        let dw = f16(x, offset_of!(BlockQ4_1, d));
-        let mw = f16(x, offset_of!(BlockQ4_1, m));
+        const _: () = assert!(offset_of!(BlockQ4_1, m) == offset_of!(BlockQ4_1, d) + 2);
+        let (dw, mw) = f16x2(x, offset_of!(BlockQ4_1, d));
         for j in 0..R {
             let y = load32(&acts[j][b * B81 + yq_off..]);
             let s = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), ones);
@@ -207,8 +219,8 @@ fn q4_k<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &m
                 acc[j] = _mm256_add_epi32(acc[j], _mm256_add_epi32(s0, s1));
             }
         }
-        let dw = f16(x, offset_of!(BlockQ4K, d));
-        let dminw = f16(x, offset_of!(BlockQ4K, dmin));
+        const _: () = assert!(offset_of!(BlockQ4K, dmin) == offset_of!(BlockQ4K, d) + 2);
+        let (dw, dminw) = f16x2(x, offset_of!(BlockQ4K, d));
         for j in 0..R {
             let isum = hsum_i32(acc[j]);
             let summ = min_term(&bsums(scales[j], b), &mn);

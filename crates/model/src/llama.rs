@@ -240,7 +240,23 @@ impl Model {
     /// `out` receives the requested logits of every sequence in order (`vocab` floats per
     /// requested row). Each output row is computed exactly as if its sequence ran alone: the
     /// matrix kernels give bit-identical results whatever the number of rows.
+    ///
+    /// The whole step runs on a thread of rayon's pool: the kernels' parallel loops then fork and
+    /// join within the pool instead of handing work over from an outside thread (and sleeping on
+    /// it) a few hundred times per token.
     pub fn forward_batch(
+        &self,
+        seqs: &mut [BatchSeq<'_>],
+        s: &mut Scratch,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        if rayon::current_thread_index().is_some() {
+            return self.forward_step(seqs, s, out);
+        }
+        rayon::scope(|_| self.forward_step(seqs, s, out))
+    }
+
+    fn forward_step(
         &self,
         seqs: &mut [BatchSeq<'_>],
         s: &mut Scratch,
