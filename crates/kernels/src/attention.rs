@@ -56,38 +56,137 @@ pub fn attention(
     let n_rep = n_heads / n_kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
     let dotf = dot_fn();
+    #[cfg(target_arch = "x86_64")]
+    let simd = (hd == 64 || hd == 128)
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma");
+    // Two passes per (token, head): all scores (kept in a per-thread buffer), then one softmax
+    // and one weighted sum of the values: one exp per position instead of the online form's
+    // rescaling.
     out.par_chunks_mut(hd).enumerate().for_each(|(idx, acc)| {
         let t = idx / n_heads;
         let h = idx % n_heads;
         let g = h / n_rep;
         let qh = &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
         let last = start_pos + t;
-        acc.fill(0.0);
-        let mut m = f32::NEG_INFINITY;
-        let mut l = 0.0f32;
-        for j in 0..=last {
-            let off = j * kv_dim + g * hd;
-            let s = dotf(qh, &k[off..off + hd]) * scale;
-            if s > m {
-                let c = (m - s).exp();
-                l *= c;
-                for a in acc.iter_mut() {
-                    *a *= c;
+        SCORES.with(|sc| {
+            let mut sc = sc.borrow_mut();
+            sc.clear();
+            #[cfg(target_arch = "x86_64")]
+            if simd {
+                // SAFETY: `simd` is true only when AVX2 and FMA were detected at run time and
+                // `hd` is 64 or 128; every slice below is in bounds (checked sizes above).
+                unsafe {
+                    match hd {
+                        64 => attend_avx2::<8>(qh, k, v, kv_dim, g * hd, last, scale, &mut sc, acc),
+                        _ => attend_avx2::<16>(qh, k, v, kv_dim, g * hd, last, scale, &mut sc, acc),
+                    }
                 }
-                m = s;
+                return;
             }
-            let e = (s - m).exp();
-            l += e;
-            for (a, vv) in acc.iter_mut().zip(&v[off..off + hd]) {
-                *a += e * vv;
+            let mut m = f32::NEG_INFINITY;
+            for j in 0..=last {
+                let off = j * kv_dim + g * hd;
+                let s = dotf(qh, &k[off..off + hd]) * scale;
+                m = m.max(s);
+                sc.push(s);
             }
-        }
-        let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
-        for a in acc.iter_mut() {
-            *a *= inv;
-        }
+            let mut l = 0.0f32;
+            for s in sc.iter_mut() {
+                *s = (*s - m).exp();
+                l += *s;
+            }
+            acc.fill(0.0);
+            for (j, &e) in sc.iter().enumerate() {
+                let off = j * kv_dim + g * hd;
+                for (a, vv) in acc.iter_mut().zip(&v[off..off + hd]) {
+                    *a += e * vv;
+                }
+            }
+            let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+            for a in acc.iter_mut() {
+                *a *= inv;
+            }
+        });
     });
     Ok(())
+}
+
+/// One (token, head) of [`attention`] for `head_dim = 8·N` with AVX2: scores with the query in
+/// registers, one exp per position, values accumulated in registers.
+///
+/// # Safety
+/// SAFETY: the caller must have detected AVX2 and FMA at run time; `q`, `out` hold `8·N` values
+/// and `k`, `v` hold at least `(last + 1)·kv_dim` values with `g_off + 8·N <= kv_dim`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_avx2<const N: usize>(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    kv_dim: usize,
+    g_off: usize,
+    last: usize,
+    scale: f32,
+    sc: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let hd = 8 * N;
+    let q = &q[..hd];
+    let out = &mut out[..hd];
+    let need = (last + 1) * kv_dim;
+    let (k, v) = (&k[..need], &v[..need]);
+    debug_assert!(g_off + hd <= kv_dim);
+    // SAFETY (all loads/stores below): offsets `j·kv_dim + g_off + 8i + 8 <= need` for j <= last
+    // and i < N, as `g_off + hd <= kv_dim`; `q` and `out` have `hd = 8N` elements.
+    unsafe {
+        let mut qv = [_mm256_setzero_ps(); N];
+        for (i, r) in qv.iter_mut().enumerate() {
+            *r = _mm256_loadu_ps(q.as_ptr().add(8 * i));
+        }
+        let mut m = f32::NEG_INFINITY;
+        for j in 0..=last {
+            let kp = k.as_ptr().add(j * kv_dim + g_off);
+            let mut a0 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kp));
+            let mut a1 = _mm256_mul_ps(qv[1], _mm256_loadu_ps(kp.add(8)));
+            let mut i = 2;
+            while i < N {
+                a0 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(kp.add(8 * i)), a0);
+                a1 = _mm256_fmadd_ps(qv[i + 1], _mm256_loadu_ps(kp.add(8 * i + 8)), a1);
+                i += 2;
+            }
+            let a = _mm256_add_ps(a0, a1);
+            let s4 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+            let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+            let s = _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2))) * scale;
+            m = m.max(s);
+            sc.push(s);
+        }
+        let mut l = 0.0f32;
+        for s in sc.iter_mut() {
+            *s = (*s - m).exp();
+            l += *s;
+        }
+        let mut acc = [_mm256_setzero_ps(); N];
+        for (j, &e) in sc.iter().enumerate() {
+            let vp = v.as_ptr().add(j * kv_dim + g_off);
+            let ev = _mm256_set1_ps(e);
+            for (i, r) in acc.iter_mut().enumerate() {
+                *r = _mm256_fmadd_ps(ev, _mm256_loadu_ps(vp.add(8 * i)), *r);
+            }
+        }
+        let inv = _mm256_set1_ps(if l > 0.0 { 1.0 / l } else { 0.0 });
+        for (i, r) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.as_mut_ptr().add(8 * i), _mm256_mul_ps(*r, inv));
+        }
+    }
+}
+
+thread_local! {
+    /// Attention scores of the (token, head) a thread is working on.
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 #[cfg(test)]
@@ -95,10 +194,17 @@ mod tests {
     use super::*;
     use crate::ops::softmax;
 
+    /// Head sizes 64 and 128 take the AVX2 kernel (where the CPU has it), 8 the portable loop.
     #[test]
     fn matches_naive_softmax_attention_with_gqa() {
-        let (nh, nkv, hd) = (4usize, 2usize, 8usize);
-        let (start, n) = (3usize, 2usize);
+        for hd in [8usize, 64, 128] {
+            check_against_naive(hd);
+        }
+    }
+
+    fn check_against_naive(hd: usize) {
+        let (nh, nkv) = (4usize, 2usize);
+        let (start, n) = (37usize, 5usize);
         let ctx = start + n;
         let f = |i: usize| ((i as f32) * 0.731).sin() * 2.0;
         let q: Vec<f32> = (0..n * nh * hd).map(f).collect();
@@ -127,7 +233,7 @@ mod tests {
                 for d in 0..hd {
                     let r: f32 = (0..upto).map(|j| s[j] * v[j * nkv * hd + g * hd + d]).sum();
                     let o = out[t * nh * hd + h * hd + d];
-                    assert!((o - r).abs() < 1e-5, "t{t} h{h} d{d}: {o} vs {r}");
+                    assert!((o - r).abs() < 1e-5, "hd{hd} t{t} h{h} d{d}: {o} vs {r}");
                 }
             }
         }
