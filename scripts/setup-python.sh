@@ -10,7 +10,8 @@
 # left alone, and the converter is unpacked once.
 # Then:  ~/.cache/llama31/venv/bin/python scripts/make-tiny-models.py --out ~/.cache/llama31/tiny
 # or pass --tiny to do that here too (skipped when $LLAMA31_CACHE/tiny/manifest.json was made
-# by the same make-tiny-models.py and requirements.txt).
+# by the same make-tiny-models.py and requirements.txt). --tiny also writes SmolLM2-135M-Instruct.F32.gguf
+# (scripts/make-smollm2-f32.py) when scripts/fetch-fixtures.sh has fetched the Q4_1 GGUF.
 set -euo pipefail
 
 MAKE_TINY=0
@@ -74,5 +75,9 @@ if [ "$MAKE_TINY" = 1 ]; then
     "$VENV/bin/python" "$HERE/make-tiny-models.py" --out "$TINY" >/dev/null
     echo "$twant" >"$tstamp"
     echo "tiny models ready: $TINY" >&2
+  fi
+  # SmolLM2's Q4_1 dequantized to F32 by gguf-py: input of the quantizer goldens, reference of the KL tests.
+  if [ -f "$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
+    "$VENV/bin/python" "$HERE/make-smollm2-f32.py"
   fi
 fi

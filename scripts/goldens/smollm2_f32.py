@@ -49,44 +49,19 @@ SETTINGS = {"n_ctx": 2048, "n_threads": 2, "n_batch": 512, "n_ubatch": 512, "log
             "add_bos": True, "special": True, "weights": "F32 (gguf-py dequantize of Q4_1/Q8_0; norms were F32)"}
 
 
+def _load_converter():
+    """scripts/make-smollm2-f32.py (the setup step that writes the same F32 GGUF for CI) owns `convert`."""
+    import importlib.util
+    path = Path(__file__).resolve().parent.parent / "make-smollm2-f32.py"
+    spec = importlib.util.spec_from_file_location("make_smollm2_f32", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def convert(src: Path = SRC, dst: Path = DST) -> dict:
     """Dequantize every tensor of `src` to F32 and write `dst` with the same metadata (file_type ALL_F32)."""
-    reader = gguf.GGUFReader(src)
-    arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
-    alignment = reader.fields.get(gguf.Keys.General.ALIGNMENT)
-    tmp = dst.with_suffix(".gguf.tmp")
-    writer = gguf.GGUFWriter(tmp, arch=arch, endianess=reader.endianess)
-    if alignment is not None:
-        writer.data_alignment = int(alignment.contents())
-    n_kv = 0
-    for field in reader.fields.values():
-        # GGUF.* are virtual (header) fields; the writer adds general.architecture itself.
-        if field.name.startswith("GGUF.") or field.name == gguf.Keys.General.ARCHITECTURE:
-            continue
-        vtype = field.types[0]
-        sub_type = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
-        value = field.contents()
-        if field.name == gguf.Keys.General.FILE_TYPE:
-            value = int(gguf.LlamaFileType.ALL_F32)
-        writer.add_key_value(field.name, value, vtype, sub_type=sub_type)
-        n_kv += 1
-    types: dict[str, int] = {}
-    for t in reader.tensors:
-        arr = gguf.quants.dequantize(t.data, t.tensor_type)
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
-        # numpy shape is the reverse of ggml's ne; GGUFWriter reverses it back.
-        assert tuple(reversed(arr.shape)) == tuple(int(x) for x in t.shape), (t.name, arr.shape, t.shape)
-        assert np.isfinite(arr).all(), t.name
-        types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
-        writer.add_tensor(t.name, arr, raw_dtype=gguf.GGMLQuantizationType.F32)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    tmp.replace(dst)
-    info = {"source": src.name, "source_tensor_types": types, "n_tensors": len(reader.tensors), "n_kv": n_kv}
-    print(f"wrote {dst} ({dst.stat().st_size / 1e6:.0f} MB): {info}", file=sys.stderr)
-    return info
+    return _load_converter().convert(src, dst)
 
 
 def verify_converted(src: Path = SRC, dst: Path = DST) -> None:

@@ -1,11 +1,13 @@
 //! The `llama31` command-line tool: a thin layer that parses arguments and wires the library crates.
 
 mod bench;
+mod eval;
 mod generate;
 mod info;
 mod load;
 mod perplexity;
 mod prompt;
+mod quantize;
 mod serve;
 mod source;
 mod tokenize;
@@ -38,8 +40,12 @@ enum Command {
     Info(info::InfoArgs),
     /// Measure prefill and decode speed (like llama-bench).
     Bench(bench::BenchArgs),
+    /// Write a quantized GGUF (llama.cpp's type mixes) from a GGUF, HF or Meta model.
+    Quantize(quantize::QuantizeArgs),
     /// Serve the model over an OpenAI-compatible HTTP API.
     Serve(serve::ServeArgs),
+    /// Evaluate a model on MMLU, HumanEval or MATH.
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,7 +65,9 @@ fn main() -> ExitCode {
         Command::Perplexity(args) => perplexity::run(args),
         Command::Info(args) => info::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Quantize(args) => quantize::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Eval(args) => eval::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

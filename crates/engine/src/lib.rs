@@ -9,6 +9,7 @@ pub mod batch;
 pub mod constraint;
 pub mod error;
 pub mod generate;
+pub mod kl_divergence;
 mod model_impl;
 pub mod perplexity;
 pub mod rng;
@@ -26,6 +27,9 @@ pub use error::{EngineError, SamplingError};
 pub use generate::{
     check_request, default_stop_tokens, generate, generate_in_session, Detokenizer, FinishReason,
     GenerateRequest, Generation, LanguageModel, Session, Timings, Usage,
+};
+pub use kl_divergence::{
+    kl_divergence, save_logits, Estimate, KlProgress, KlReport, SavedPerplexity,
 };
 pub use perplexity::{
     perplexity, perplexity_tokens, ChunkProgress, PerplexityOptions, PerplexityReport,

@@ -35,6 +35,8 @@
 //!   `joined_shape`, `shard_dim`. Split rule ([`pth::shards`]): wq/wk/wv/w1/w3/output along dim 0,
 //!   wo/w2 along dim 1, norms and `rope.freqs` replicated; `tok_embeddings` along dim 0 (Llama 3
 //!   `VocabParallelEmbedding`), or dim 1 when the shard shapes show the Llama 2 layout.
+//! - llama.cpp's saved-logits file ([`logits`], `llama-perplexity --kl-divergence-base`):
+//!   [`LogitsWriter::create`]`(path, header)` + `write_chunk`, [`LogitsReader::open`] + `read_chunk`.
 //! - Types: [`GgmlType`] (ids, `block_size`, `type_size`, `bytes_for_shape`), [`DType`]
 //!   (`F32`, `F16`, `BF16`, ..., `Ggml(GgmlType)` for block-quantized types only).
 //!
@@ -51,6 +53,7 @@
 pub mod dtype;
 pub mod error;
 pub mod gguf;
+pub mod logits;
 pub mod mmap;
 pub mod pth;
 pub mod safetensors;
@@ -60,6 +63,7 @@ pub mod weights;
 pub use dtype::{DType, GgmlType};
 pub use error::{FormatError, Result};
 pub use gguf::{GgufArray, GgufFile, GgufTensorInfo, GgufValue, GgufValueType, GgufWriter};
+pub use logits::{LogitsHeader, LogitsReader, LogitsWriter};
 pub use pth::{MetaCheckpoint, PthFile};
 pub use safetensors::{SafetensorsFile, SafetensorsModel};
 pub use tensor::{TensorData, TensorView};

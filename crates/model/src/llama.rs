@@ -107,6 +107,31 @@ impl KvCache {
     pub fn bytes(&self) -> usize {
         (self.k.len() + self.v.len()) * 4
     }
+
+    /// Copies positions `0..n` of every layer's keys and values from `other` (a cache of the
+    /// same model), so several caches can share one prefilled prefix.
+    pub fn copy_prefix_from(&mut self, other: &KvCache, n: usize) -> Result<()> {
+        if self.n_layers != other.n_layers || self.kv_dim != other.kv_dim {
+            return Err(ModelError::Cache(format!(
+                "cannot copy from a cache of {} layers × {} kv width into {} × {}",
+                other.n_layers, other.kv_dim, self.n_layers, self.kv_dim
+            )));
+        }
+        if n > self.max_seq || n > other.max_seq {
+            return Err(ModelError::Context {
+                end: n,
+                max: self.max_seq.min(other.max_seq),
+            });
+        }
+        let span = n * self.kv_dim;
+        for l in 0..self.n_layers {
+            let dst = l * self.max_seq * self.kv_dim;
+            let src = l * other.max_seq * other.kv_dim;
+            self.k[dst..dst + span].copy_from_slice(&other.k[src..src + span]);
+            self.v[dst..dst + span].copy_from_slice(&other.v[src..src + span]);
+        }
+        Ok(())
+    }
 }
 
 /// A loaded Llama model.

@@ -8,13 +8,18 @@
 //! - `token_id("<|eot_id|>")` finds special (and ordinary) tokens by their text.
 //! - Encoding reproduces Meta's reference exactly for `tokenizer.model` and the Llama 3 `tokenizer.json`
 //!   (including Meta's 400,000/25,000-character chunking); GGUF vocabularies follow llama.cpp.
+//! - [`gguf_metadata_from_hf_dir`] / [`gguf_metadata_from_tiktoken`] write a vocabulary as the GGUF
+//!   `tokenizer.*` keys llama.cpp's `convert_hf_to_gguf.py` writes (`llama31 quantize` from HF and
+//!   Meta directories).
 
 mod bpe;
 pub mod byte_level;
 mod error;
+mod export;
 mod gguf;
 mod llama3_split;
 mod load;
+mod pre_hashes;
 mod pretok;
 mod specials;
 mod stream;
@@ -23,6 +28,7 @@ mod unicode;
 use std::path::Path;
 
 pub use error::TokenizerError;
+pub use export::{gguf_metadata_from_hf_dir, gguf_metadata_from_tiktoken, pre_tokenizer_name};
 pub use pretok::{GPT2_PATTERN, LLAMA3_PATTERN};
 pub use stream::StreamDecoder;
 

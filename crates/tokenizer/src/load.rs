@@ -37,7 +37,9 @@ pub(crate) fn meta_special_tokens() -> Vec<String> {
     v
 }
 
-pub(crate) fn tiktoken(data: &[u8]) -> Result<Parts, TokenizerError> {
+/// The `token bytes → rank` map of a tiktoken `tokenizer.model` (ranks dense from 0, every single
+/// byte present).
+pub(crate) fn tiktoken_ranks(data: &[u8]) -> Result<FxHashMap<Box<[u8]>, u32>, TokenizerError> {
     let text = std::str::from_utf8(data).map_err(|_| TokenizerError::NotUtf8)?;
     let mut encoder: FxHashMap<Box<[u8]>, u32> = FxHashMap::default();
     let mut by_rank: FxHashMap<u32, usize> = FxHashMap::default();
@@ -77,16 +79,24 @@ pub(crate) fn tiktoken(data: &[u8]) -> Result<Parts, TokenizerError> {
             "{n} tokens is too many"
         )));
     }
-    let mut id_bytes: Vec<Option<Vec<u8>>> = vec![None; n + 256];
-    for (b, &r) in &encoder {
-        match id_bytes.get_mut(r as usize) {
-            Some(slot) if (r as usize) < n => *slot = Some(b.to_vec()),
-            _ => return Err(TokenizerError::RankOutOfRange { rank: r, count: n }),
-        }
+    if let Some((_, &r)) = encoder.iter().find(|(_, &r)| r as usize >= n) {
+        return Err(TokenizerError::RankOutOfRange { rank: r, count: n });
     }
     for byte in 0..=255u8 {
         if !encoder.contains_key(&[byte][..]) {
             return Err(TokenizerError::MissingByteToken { byte });
+        }
+    }
+    Ok(encoder)
+}
+
+pub(crate) fn tiktoken(data: &[u8]) -> Result<Parts, TokenizerError> {
+    let encoder = tiktoken_ranks(data)?;
+    let n = encoder.len();
+    let mut id_bytes: Vec<Option<Vec<u8>>> = vec![None; n + 256];
+    for (b, &r) in &encoder {
+        if let Some(slot) = id_bytes.get_mut(r as usize) {
+            *slot = Some(b.to_vec());
         }
     }
     let specials = meta_special_tokens();
