@@ -10,7 +10,7 @@
 use std::arch::x86_64::*;
 use std::mem::offset_of;
 
-use crate::qdot::{min_term, scales_mins_k4, BlockQ8K, BlockQ8_1};
+use crate::qdot::{BlockQ8K, BlockQ8_1};
 use crate::quant::{BlockQ4K, BlockQ4_1, BlockQ6K, BlockQ8_0, QuantType, QK, QK_K};
 
 const B41: usize = size_of::<BlockQ4_1>();
@@ -19,8 +19,6 @@ const B81: usize = size_of::<BlockQ8_1>();
 const B4K: usize = size_of::<BlockQ4K>();
 const B6K: usize = size_of::<BlockQ6K>();
 const B8K: usize = size_of::<BlockQ8K>();
-/// f32 scale values per Q8_K activation block: `d`, then the 16 group sums (exact in f32).
-const K_SCALES: usize = 1 + QK_K / 16;
 
 /// Whether a tiled kernel exists for `ty` on this CPU.
 pub(crate) fn available(ty: QuantType) -> bool {
@@ -33,8 +31,8 @@ pub(crate) fn available(ty: QuantType) -> bool {
 }
 
 /// The f32 scales of one activation row: `d` of every block (and `s` for Q8_1), interleaved as
-/// `[d0, s0, d1, s1, …]` for Q8_1 and `[d0, d1, …]` for Q8_0; for Q8_K `d` and the 16 group
-/// sums of every block.
+/// `[d0, s0, d1, s1, …]` for Q8_1 and `[d0, d1, …]` for Q8_0 and Q8_K (whose group sums the
+/// kernels read from the block itself).
 pub(crate) fn act_scales(ty: QuantType, act_row: &[u8], out: &mut Vec<f32>) {
     use crate::convert::f16_to_f32;
     let rd = |b: &[u8], o: usize| f16_to_f32(u16::from_le_bytes([b[o], b[o + 1]]));
@@ -46,13 +44,8 @@ pub(crate) fn act_scales(ty: QuantType, act_row: &[u8], out: &mut Vec<f32>) {
             }
         }
         QuantType::Q4K | QuantType::Q6K => {
-            let off = offset_of!(BlockQ8K, bsums);
             for b in act_row.chunks_exact(B8K) {
                 out.push(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                for j in 0..QK_K / 16 {
-                    let v = i16::from_le_bytes([b[off + 2 * j], b[off + 2 * j + 1]]);
-                    out.push(f32::from(v));
-                }
             }
         }
         _ => {
@@ -148,21 +141,21 @@ fn q4_1<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &m
     }
 }
 
-/// Q8_0 weights × Q8_0 activations (both widened to i16, exact for every byte value).
+/// Q8_0 weights × Q8_0 activations: `|x| · (y · sign x)` with `maddubs`, exact because the
+/// activations lie in -127..=127 (a pair sums to at most 2 · 128 · 127 < 2^15) whatever the
+/// weight bytes are.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q8_0<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &mut [f32; R]) {
     let mut acc = [_mm256_setzero_ps(); R];
+    let ones = _mm256_set1_epi16(1);
     let off = offset_of!(BlockQ8_0, qs);
     for (b, x) in w.chunks_exact(B80).enumerate() {
         let xv = load32(&x[off..off + QK]);
-        let x0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(xv));
-        let x1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(xv, 1));
+        let ax = _mm256_sign_epi8(xv, xv);
         let dw = f16(x, offset_of!(BlockQ8_0, d));
         for j in 0..R {
-            let yv = load32(&acts[j][b * B80 + off..]);
-            let y0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(yv));
-            let y1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(yv, 1));
-            let s = _mm256_add_epi32(_mm256_madd_epi16(x0, y0), _mm256_madd_epi16(x1, y1));
+            let yv = _mm256_sign_epi8(load32(&acts[j][b * B80 + off..]), xv);
+            let s = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, yv), ones);
             let d = _mm256_set1_ps(dw * scales[j][b]);
             acc[j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[j]);
         }
@@ -172,96 +165,111 @@ fn q8_0<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &m
     }
 }
 
+/// The 12 packed 6-bit scales and mins of a Q4_K block as 16 bytes: scales 0..8, then mins
+/// 0..8 (the same values as [`crate::qdot::scales_mins_k4`], unpacked with word operations).
 #[inline]
-#[target_feature(enable = "avx2")]
-fn hsum_i32(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-    _mm_cvtsi128_si32(s)
+fn k4_scales_mins(q: &[u8]) -> [u32; 4] {
+    let w = |i: usize| u32::from_le_bytes([q[4 * i], q[4 * i + 1], q[4 * i + 2], q[4 * i + 3]]);
+    let (w0, w1, w2) = (w(0), w(1), w(2));
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const TOP2: u32 = 0x0303_0303;
+    [
+        w0 & LOW6,                                      // scales 0..4: low 6 bits of bytes 0..4
+        (w2 & LOW4) | (((w0 >> 6) & TOP2) << 4),        // scales 4..8: bytes 8..12 low, 0..4 top
+        w1 & LOW6,                                      // mins 0..4: low 6 bits of bytes 4..8
+        ((w2 >> 4) & LOW4) | (((w1 >> 6) & TOP2) << 4), // mins 4..8: bytes 8..12 high, 4..8 top
+    ]
 }
 
-/// The group sums of activation block `b` from its [`act_scales`].
-#[inline]
-fn bsums(scales: &[f32], b: usize) -> [i32; QK_K / 16] {
-    let mut out = [0i32; QK_K / 16];
-    for (o, v) in out
-        .iter_mut()
-        .zip(&scales[b * K_SCALES + 1..(b + 1) * K_SCALES])
-    {
-        *o = *v as i32;
-    }
-    out
-}
-
-/// Q4_K weights × Q8_K activations, the integer sums and f32 formula of the scalar code.
+/// Q4_K weights × Q8_K activations: per block `d_w·d_y · Σ_g sc_g Σ q·y − dmin_w·d_y · Σ_g m_g
+/// Σ y`, the group sums of `y` taken from the activation block's `bsums`; f32 partial sums stay
+/// in vector lanes across blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q4_k<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &mut [f32; R]) {
-    let mut sumf = [0.0f32; R];
+    let mut acc = [_mm256_setzero_ps(); R];
     let m4 = _mm256_set1_epi8(0x0f);
     let yq = offset_of!(BlockQ8K, qs);
+    let yb = offset_of!(BlockQ8K, bsums);
     for (b, x) in w.chunks_exact(B4K).enumerate() {
-        let (sc, mn) = scales_mins_k4(&x[offset_of!(BlockQ4K, scales)..][..12]);
+        let sm = k4_scales_mins(&x[offset_of!(BlockQ4K, scales)..][..12]);
+        let sm = _mm256_cvtepu8_epi16(_mm_set_epi32(
+            sm[3] as i32,
+            sm[2] as i32,
+            sm[1] as i32,
+            sm[0] as i32,
+        ));
+        let mins = _mm256_extracti128_si256(sm, 1);
+        let mut sc = [0i16; 16];
+        // SAFETY: `sc` is 32 writable bytes; `storeu` has no alignment requirement.
+        unsafe { _mm256_storeu_si256(sc.as_mut_ptr().cast(), sm) };
+        let mut ys: [&[u8]; R] = [&[]; R];
+        for j in 0..R {
+            ys[j] = &acts[j][b * B8K..(b + 1) * B8K];
+        }
         let qs = &x[offset_of!(BlockQ4K, qs)..][..QK_K / 2];
-        let mut acc = [_mm256_setzero_si256(); R];
+        let mut iacc = [_mm256_setzero_si256(); R];
         for (g, q) in qs.chunks_exact(32).enumerate() {
             let v = load32(q);
             let lo = _mm256_and_si256(v, m4);
             let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            let s_lo = _mm256_set1_epi16(sc[2 * g] as i16);
-            let s_hi = _mm256_set1_epi16(sc[2 * g + 1] as i16);
+            let s_lo = _mm256_set1_epi16(sc[2 * g]);
+            let s_hi = _mm256_set1_epi16(sc[2 * g + 1]);
             for j in 0..R {
-                let y = &acts[j][b * B8K + yq..];
-                let p0 = _mm256_maddubs_epi16(lo, load32(&y[64 * g..]));
-                let p1 = _mm256_maddubs_epi16(hi, load32(&y[64 * g + 32..]));
+                let y = &ys[j][yq + 64 * g..yq + 64 * g + 64];
+                let p0 = _mm256_maddubs_epi16(lo, load32(y));
+                let p1 = _mm256_maddubs_epi16(hi, load32(&y[32..]));
                 let s0 = _mm256_madd_epi16(p0, s_lo);
                 let s1 = _mm256_madd_epi16(p1, s_hi);
-                acc[j] = _mm256_add_epi32(acc[j], _mm256_add_epi32(s0, s1));
+                iacc[j] = _mm256_add_epi32(iacc[j], _mm256_add_epi32(s0, s1));
             }
         }
         const _: () = assert!(offset_of!(BlockQ4K, dmin) == offset_of!(BlockQ4K, d) + 2);
         let (dw, dminw) = f16x2(x, offset_of!(BlockQ4K, d));
         for j in 0..R {
-            let isum = hsum_i32(acc[j]);
-            let summ = min_term(&bsums(scales[j], b), &mn);
-            let yd = scales[j][b * K_SCALES];
-            let d = dw * yd;
-            let dmin = dminw * yd;
-            sumf[j] += d * isum as f32 - dmin * summ as f32;
+            let yd = scales[j][b];
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * yd), _mm256_cvtepi32_ps(iacc[j]), acc[j]);
+            // 16 sums of 16 activations, paired into the 8 sums of 32 the mins apply to.
+            let bs = load32(&ys[j][yb..]);
+            let q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+            let prod = _mm256_zextsi128_si256(_mm_madd_epi16(mins, q8s));
+            acc[j] = _mm256_fnmadd_ps(_mm256_set1_ps(dminw * yd), _mm256_cvtepi32_ps(prod), acc[j]);
         }
     }
-    *out = sumf;
+    for j in 0..R {
+        out[j] = hsum(acc[j]);
+    }
 }
 
-/// `Σ (u - 32) · y` for 32 levels `u` in 0..64, times the scales of the two 16-element groups.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn q6_part(u: __m256i, y: __m256i, sc: __m256i) -> __m256i {
-    let p = _mm256_sub_epi16(
-        _mm256_maddubs_epi16(u, y),
-        _mm256_maddubs_epi16(_mm256_set1_epi8(32), y),
-    );
-    _mm256_madd_epi16(p, sc)
-}
-
-/// Q6_K weights × Q8_K activations.
+/// Q6_K weights × Q8_K activations: `Σ_g sc_g Σ (u − 32)·y` as `Σ_g sc_g Σ u·y − 32 Σ_g sc_g
+/// bsum_g` (exact in i32: |Σ u·y·sc| < 2^23 per block), with the group sums `bsum_g` of the
+/// activation block.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q6_k<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &mut [f32; R]) {
-    let mut sumf = [0.0f32; R];
+    let mut facc = [_mm256_setzero_ps(); R];
     let m4 = _mm256_set1_epi8(0x0f);
     let m2 = _mm256_set1_epi8(0x03);
     let yq = offset_of!(BlockQ8K, qs);
+    let yb = offset_of!(BlockQ8K, bsums);
     for (b, x) in w.chunks_exact(B6K).enumerate() {
         let ql_all = &x[offset_of!(BlockQ6K, ql)..][..QK_K / 2];
         let qh_all = &x[offset_of!(BlockQ6K, qh)..][..QK_K / 4];
         let scb = &x[offset_of!(BlockQ6K, scales)..][..QK_K / 16];
-        let sc = |g: usize| {
-            _mm256_set_m128i(
-                _mm_set1_epi16(i16::from(scb[g + 1] as i8)),
-                _mm_set1_epi16(i16::from(scb[g] as i8)),
-            )
-        };
+        // SAFETY: `scb` has exactly 16 readable bytes; `loadu` has no alignment requirement.
+        let sc16 = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(scb.as_ptr().cast()) });
+        let mut sc = [0i16; 16];
+        // SAFETY: `sc` is 32 writable bytes; `storeu` has no alignment requirement.
+        unsafe { _mm256_storeu_si256(sc.as_mut_ptr().cast(), sc16) };
+        let mut ys: [&[u8]; R] = [&[]; R];
+        for j in 0..R {
+            ys[j] = &acts[j][b * B8K..(b + 1) * B8K];
+        }
         let mut acc = [_mm256_setzero_si256(); R];
+        for j in 0..R {
+            // 32 · Σ_g sc_g · bsum_g, subtracted once instead of 32 from every level.
+            let bs = load32(&ys[j][yb..]);
+            acc[j] = _mm256_sub_epi32(acc[j], _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5));
+        }
         for n in 0..QK_K / 128 {
             let qa = load32(&ql_all[64 * n..]);
             let qb = load32(&ql_all[64 * n + 32..]);
@@ -277,18 +285,51 @@ fn q6_k<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &m
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), h3),
             ];
             for (c, &uc) in u.iter().enumerate() {
-                let scv = sc(8 * n + 2 * c);
+                let g = 8 * n + 2 * c;
+                let scv = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
                 for j in 0..R {
-                    let yv = load32(&acts[j][b * B8K + yq + 128 * n + 32 * c..]);
-                    acc[j] = _mm256_add_epi32(acc[j], q6_part(uc, yv, scv));
+                    let yv = load32(&ys[j][yq + 128 * n + 32 * c..]);
+                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(uc, yv), scv);
+                    acc[j] = _mm256_add_epi32(acc[j], p);
                 }
             }
         }
         let dw = f16(x, offset_of!(BlockQ6K, d));
         for j in 0..R {
-            let isum = hsum_i32(acc[j]);
-            sumf[j] += dw * scales[j][b * K_SCALES] * isum as f32;
+            let d = _mm256_set1_ps(dw * scales[j][b]);
+            facc[j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(acc[j]), facc[j]);
         }
     }
-    *out = sumf;
+    for j in 0..R {
+        out[j] = hsum(facc[j]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k4_scales_mins_equals_the_scalar_unpacking() {
+        let mut seed = 0x9e37_79b9u32;
+        for _ in 0..2000 {
+            let q: Vec<u8> = (0..12)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    (seed >> 24) as u8
+                })
+                .collect();
+            let (sc, mn) = crate::qdot::scales_mins_k4(&q);
+            let packed = k4_scales_mins(&q);
+            let bytes: Vec<i32> = packed
+                .iter()
+                .flat_map(|w| w.to_le_bytes())
+                .map(i32::from)
+                .collect();
+            assert_eq!(&bytes[..8], &sc[..], "scales of {q:?}");
+            assert_eq!(&bytes[8..], &mn[..], "mins of {q:?}");
+        }
+    }
 }
