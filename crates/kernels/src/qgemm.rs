@@ -66,16 +66,44 @@ pub(crate) fn dot_rows<const R: usize>(
     scales: [&[f32]; R],
     out: &mut [f32; R],
 ) {
-    // SAFETY: `available(ty)` (checked by the caller) guarantees AVX2, FMA and F16C; the kernels
-    // read only through bounds-checked slices.
+    let (wb, ab, spb) = match ty {
+        QuantType::Q4_1 => (B41, B81, 2),
+        QuantType::Q4K => (B4K, B8K, 1),
+        QuantType::Q6K => (B6K, B8K, 1),
+        _ => (B80, B80, 1),
+    };
+    let nb = w.len() / wb;
+    let mut ap = [std::ptr::null::<u8>(); R];
+    let mut sp = [std::ptr::null::<f32>(); R];
+    for j in 0..R {
+        // The kernels read blocks 0..nb of every activation row and its scales unchecked.
+        assert!(acts[j].len() >= nb * ab && scales[j].len() >= nb * spb);
+        ap[j] = acts[j].as_ptr();
+        sp[j] = scales[j].as_ptr();
+    }
+    // SAFETY: `available(ty)` (checked by the caller) guarantees AVX2, FMA and F16C; every
+    // activation row holds at least `nb` blocks and its scales `nb * spb` values (asserted
+    // above), which is all the kernels read through `ap` and `sp`; weights are read through
+    // bounds-checked slices.
     unsafe {
         match ty {
-            QuantType::Q4_1 => q4_1::<R>(w, acts, scales, out),
-            QuantType::Q4K => q4_k::<R>(w, acts, scales, out),
-            QuantType::Q6K => q6_k::<R>(w, acts, scales, out),
-            _ => q8_0::<R>(w, acts, scales, out),
+            QuantType::Q4_1 => q4_1::<R>(w, ap, sp, out),
+            QuantType::Q4K => q4_k::<R>(w, ap, sp, out),
+            QuantType::Q6K => q6_k::<R>(w, ap, sp, out),
+            _ => q8_0::<R>(w, ap, sp, out),
         }
     }
+}
+
+/// The 32 bytes at `p + off`.
+///
+/// # Safety
+/// `p + off .. p + off + 32` must be readable.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn ld(p: *const u8, off: usize) -> __m256i {
+    // SAFETY: the caller guarantees 32 readable bytes at `p + off`; `loadu` needs no alignment.
+    unsafe { _mm256_loadu_si256(p.add(off).cast()) }
 }
 
 #[inline]
@@ -113,8 +141,17 @@ fn f16x2(b: &[u8], o: usize) -> (f32, f32) {
 }
 
 /// Q4_1 weights × Q8_1 activations: per block `d_w·d_y · Σ q·y + m_w · s_y`.
+///
+/// # Safety
+/// AVX2, FMA and F16C are available; `acts[j]` points to at least as many activation blocks
+/// as `w` has weight blocks, `scales[j]` to their [`act_scales`].
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q4_1<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &mut [f32; R]) {
+unsafe fn q4_1<const R: usize>(
+    w: &[u8],
+    acts: [*const u8; R],
+    scales: [*const f32; R],
+    out: &mut [f32; R],
+) {
     let mut acc = [_mm256_setzero_ps(); R];
     let mut summs = [0.0f32; R];
     let ones = _mm256_set1_epi16(1);
@@ -129,11 +166,17 @@ fn q4_1<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &m
         const _: () = assert!(offset_of!(BlockQ4_1, m) == offset_of!(BlockQ4_1, d) + 2);
         let (dw, mw) = f16x2(x, offset_of!(BlockQ4_1, d));
         for j in 0..R {
-            let y = load32(&acts[j][b * B81 + yq_off..]);
+            // SAFETY: block b < nb of row j and its two scales (the caller's contract).
+            let (y, yd, ys) = unsafe {
+                (
+                    ld(acts[j], b * B81 + yq_off),
+                    *scales[j].add(2 * b),
+                    *scales[j].add(2 * b + 1),
+                )
+            };
             let s = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), ones);
-            let d = dw * scales[j][2 * b];
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(s), acc[j]);
-            summs[j] += mw * scales[j][2 * b + 1];
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * yd), _mm256_cvtepi32_ps(s), acc[j]);
+            summs[j] += mw * ys;
         }
     }
     for j in 0..R {
@@ -144,8 +187,17 @@ fn q4_1<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &m
 /// Q8_0 weights × Q8_0 activations: `|x| · (y · sign x)` with `maddubs`, exact because the
 /// activations lie in -127..=127 (a pair sums to at most 2 · 128 · 127 < 2^15) whatever the
 /// weight bytes are.
+///
+/// # Safety
+/// AVX2, FMA and F16C are available; `acts[j]` points to at least as many activation blocks
+/// as `w` has weight blocks, `scales[j]` to their [`act_scales`].
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q8_0<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &mut [f32; R]) {
+unsafe fn q8_0<const R: usize>(
+    w: &[u8],
+    acts: [*const u8; R],
+    scales: [*const f32; R],
+    out: &mut [f32; R],
+) {
     let mut acc = [_mm256_setzero_ps(); R];
     let ones = _mm256_set1_epi16(1);
     let off = offset_of!(BlockQ8_0, qs);
@@ -154,9 +206,11 @@ fn q8_0<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &m
         let ax = _mm256_sign_epi8(xv, xv);
         let dw = f16(x, offset_of!(BlockQ8_0, d));
         for j in 0..R {
-            let yv = _mm256_sign_epi8(load32(&acts[j][b * B80 + off..]), xv);
+            // SAFETY: block b < nb of row j and its scale (the caller's contract).
+            let (y, yd) = unsafe { (ld(acts[j], b * B80 + off), *scales[j].add(b)) };
+            let yv = _mm256_sign_epi8(y, xv);
             let s = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, yv), ones);
-            let d = _mm256_set1_ps(dw * scales[j][b]);
+            let d = _mm256_set1_ps(dw * yd);
             acc[j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[j]);
         }
     }
@@ -185,8 +239,17 @@ fn k4_scales_mins(q: &[u8]) -> [u32; 4] {
 /// Q4_K weights × Q8_K activations: per block `d_w·d_y · Σ_g sc_g Σ q·y − dmin_w·d_y · Σ_g m_g
 /// Σ y`, the group sums of `y` taken from the activation block's `bsums`; f32 partial sums stay
 /// in vector lanes across blocks.
+///
+/// # Safety
+/// AVX2, FMA and F16C are available; `acts[j]` points to at least as many activation blocks
+/// as `w` has weight blocks, `scales[j]` to their [`act_scales`].
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q4_k<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &mut [f32; R]) {
+unsafe fn q4_k<const R: usize>(
+    w: &[u8],
+    acts: [*const u8; R],
+    scales: [*const f32; R],
+    out: &mut [f32; R],
+) {
     let mut acc = [_mm256_setzero_ps(); R];
     let m4 = _mm256_set1_epi8(0x0f);
     let yq = offset_of!(BlockQ8K, qs);
@@ -203,9 +266,10 @@ fn q4_k<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &m
         let mut sc = [0i16; 16];
         // SAFETY: `sc` is 32 writable bytes; `storeu` has no alignment requirement.
         unsafe { _mm256_storeu_si256(sc.as_mut_ptr().cast(), sm) };
-        let mut ys: [&[u8]; R] = [&[]; R];
+        let mut ys = [std::ptr::null::<u8>(); R];
         for j in 0..R {
-            ys[j] = &acts[j][b * B8K..(b + 1) * B8K];
+            // SAFETY: block b < nb of row j (the caller's contract).
+            ys[j] = unsafe { acts[j].add(b * B8K) };
         }
         let qs = &x[offset_of!(BlockQ4K, qs)..][..QK_K / 2];
         let mut iacc = [_mm256_setzero_si256(); R];
@@ -216,9 +280,10 @@ fn q4_k<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &m
             let s_lo = _mm256_set1_epi16(sc[2 * g]);
             let s_hi = _mm256_set1_epi16(sc[2 * g + 1]);
             for j in 0..R {
-                let y = &ys[j][yq + 64 * g..yq + 64 * g + 64];
-                let p0 = _mm256_maddubs_epi16(lo, load32(y));
-                let p1 = _mm256_maddubs_epi16(hi, load32(&y[32..]));
+                // SAFETY: bytes yq + 64g .. yq + 64g + 64 <= yq + QK_K of the block.
+                let (y0, y1) = unsafe { (ld(ys[j], yq + 64 * g), ld(ys[j], yq + 64 * g + 32)) };
+                let p0 = _mm256_maddubs_epi16(lo, y0);
+                let p1 = _mm256_maddubs_epi16(hi, y1);
                 let s0 = _mm256_madd_epi16(p0, s_lo);
                 let s1 = _mm256_madd_epi16(p1, s_hi);
                 iacc[j] = _mm256_add_epi32(iacc[j], _mm256_add_epi32(s0, s1));
@@ -227,10 +292,12 @@ fn q4_k<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &m
         const _: () = assert!(offset_of!(BlockQ4K, dmin) == offset_of!(BlockQ4K, d) + 2);
         let (dw, dminw) = f16x2(x, offset_of!(BlockQ4K, d));
         for j in 0..R {
-            let yd = scales[j][b];
+            // SAFETY: the scale of block b < nb (the caller's contract).
+            let yd = unsafe { *scales[j].add(b) };
             acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * yd), _mm256_cvtepi32_ps(iacc[j]), acc[j]);
             // 16 sums of 16 activations, paired into the 8 sums of 32 the mins apply to.
-            let bs = load32(&ys[j][yb..]);
+            // SAFETY: the 16 i16 group sums of the block.
+            let bs = unsafe { ld(ys[j], yb) };
             let q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
             let prod = _mm256_zextsi128_si256(_mm_madd_epi16(mins, q8s));
             acc[j] = _mm256_fnmadd_ps(_mm256_set1_ps(dminw * yd), _mm256_cvtepi32_ps(prod), acc[j]);
@@ -244,8 +311,17 @@ fn q4_k<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &m
 /// Q6_K weights × Q8_K activations: `Σ_g sc_g Σ (u − 32)·y` as `Σ_g sc_g Σ u·y − 32 Σ_g sc_g
 /// bsum_g` (exact in i32: |Σ u·y·sc| < 2^23 per block), with the group sums `bsum_g` of the
 /// activation block.
+///
+/// # Safety
+/// AVX2, FMA and F16C are available; `acts[j]` points to at least as many activation blocks
+/// as `w` has weight blocks, `scales[j]` to their [`act_scales`].
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q6_k<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &mut [f32; R]) {
+unsafe fn q6_k<const R: usize>(
+    w: &[u8],
+    acts: [*const u8; R],
+    scales: [*const f32; R],
+    out: &mut [f32; R],
+) {
     let mut facc = [_mm256_setzero_ps(); R];
     let m4 = _mm256_set1_epi8(0x0f);
     let m2 = _mm256_set1_epi8(0x03);
@@ -260,14 +336,16 @@ fn q6_k<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &m
         let mut sc = [0i16; 16];
         // SAFETY: `sc` is 32 writable bytes; `storeu` has no alignment requirement.
         unsafe { _mm256_storeu_si256(sc.as_mut_ptr().cast(), sc16) };
-        let mut ys: [&[u8]; R] = [&[]; R];
+        let mut ys = [std::ptr::null::<u8>(); R];
         for j in 0..R {
-            ys[j] = &acts[j][b * B8K..(b + 1) * B8K];
+            // SAFETY: block b < nb of row j (the caller's contract).
+            ys[j] = unsafe { acts[j].add(b * B8K) };
         }
         let mut acc = [_mm256_setzero_si256(); R];
         for j in 0..R {
             // 32 · Σ_g sc_g · bsum_g, subtracted once instead of 32 from every level.
-            let bs = load32(&ys[j][yb..]);
+            // SAFETY: the 16 i16 group sums of the block.
+            let bs = unsafe { ld(ys[j], yb) };
             acc[j] = _mm256_sub_epi32(acc[j], _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5));
         }
         for n in 0..QK_K / 128 {
@@ -288,7 +366,8 @@ fn q6_k<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &m
                 let g = 8 * n + 2 * c;
                 let scv = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
                 for j in 0..R {
-                    let yv = load32(&ys[j][yq + 128 * n + 32 * c..]);
+                    // SAFETY: bytes yq + 128n + 32c + 32 <= yq + QK_K of the block.
+                    let yv = unsafe { ld(ys[j], yq + 128 * n + 32 * c) };
                     let p = _mm256_madd_epi16(_mm256_maddubs_epi16(uc, yv), scv);
                     acc[j] = _mm256_add_epi32(acc[j], p);
                 }
@@ -296,7 +375,8 @@ fn q6_k<const R: usize>(w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], out: &m
         }
         let dw = f16(x, offset_of!(BlockQ6K, d));
         for j in 0..R {
-            let d = _mm256_set1_ps(dw * scales[j][b]);
+            // SAFETY: the scale of block b < nb (the caller's contract).
+            let d = _mm256_set1_ps(dw * unsafe { *scales[j].add(b) });
             facc[j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(acc[j]), facc[j]);
         }
     }
