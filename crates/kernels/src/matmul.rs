@@ -426,8 +426,8 @@ thread_local! {
 }
 
 /// The tiled quantized product ([`crate::qgemm`]): decode (one row) in parallel over weight
-/// rows; batches in tasks of QROW_BLOCK weight rows, each weight row multiplied with four
-/// activation rows at a time. Sizes were checked by [`matmul_quantized`].
+/// rows; batches in tasks of QROW_BLOCK weight rows, each pair of weight rows multiplied with
+/// four activation rows at a time. Sizes were checked by [`matmul_quantized`].
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 fn tiled_quantized(
@@ -441,18 +441,20 @@ fn tiled_quantized(
     rows: usize,
     n: usize,
 ) {
-    use crate::qgemm::dot_rows;
+    use crate::qgemm::dot_tile;
     let spr = scales.len() / n.max(1); // scales per activation row
     let threads = rayon::current_num_threads().max(1);
     if n == 1 {
+        // Decode: one weight row per product (tiles of several weight rows interleave their
+        // streams and measured slower on Q4_1, Q4_K and Q6_K).
         let min_len = (rows / (threads * 8)).max(16);
         out.par_iter_mut()
             .with_min_len(min_len)
             .zip(w.par_chunks_exact(wrb))
             .for_each(|(o, wr)| {
-                let mut v = [0.0f32];
-                dot_rows::<1>(ty, wr, [act], [scales], &mut v);
-                *o = v[0];
+                let mut v = [[0.0f32]];
+                dot_tile::<1, 1>(ty, [wr], [act], [scales], &mut v);
+                *o = v[0][0];
             });
         return;
     }
@@ -471,21 +473,43 @@ fn tiled_quantized(
             let mut t = 0;
             while t < n {
                 let k = if t + 4 <= n { 4 } else { 1 };
-                for r in r0..r1 {
+                // Tiles of two weight rows × four activation rows (eight accumulators), then the
+                // odd row alone.
+                let mut r = r0;
+                while k == 4 && r + 2 <= r1 {
+                    let mut o = [[0.0f32; 4]; 2];
+                    dot_tile::<2, 4>(
+                        ty,
+                        [&w[r * wrb..(r + 1) * wrb], &w[(r + 1) * wrb..(r + 2) * wrb]],
+                        [arow(t), arow(t + 1), arow(t + 2), arow(t + 3)],
+                        [srow(t), srow(t + 1), srow(t + 2), srow(t + 3)],
+                        &mut o,
+                    );
+                    for (i, oi) in o.iter().enumerate() {
+                        for (j, val) in oi.iter().enumerate() {
+                            // SAFETY: as below, for rows r + i < r1 <= rows.
+                            unsafe { *optr.0.add((t + j) * rows + r + i) = *val };
+                        }
+                    }
+                    r += 2;
+                }
+                for r in r..r1 {
                     let wr = &w[r * wrb..(r + 1) * wrb];
                     let mut v = [0.0f32; 4];
                     if k == 4 {
-                        dot_rows::<4>(
+                        let mut o = [[0.0f32; 4]];
+                        dot_tile::<1, 4>(
                             ty,
-                            wr,
+                            [wr],
                             [arow(t), arow(t + 1), arow(t + 2), arow(t + 3)],
                             [srow(t), srow(t + 1), srow(t + 2), srow(t + 3)],
-                            &mut v,
+                            &mut o,
                         );
+                        v = o[0];
                     } else {
-                        let mut one = [0.0f32];
-                        dot_rows::<1>(ty, wr, [arow(t)], [srow(t)], &mut one);
-                        v[0] = one[0];
+                        let mut one = [[0.0f32]];
+                        dot_tile::<1, 1>(ty, [wr], [arow(t)], [srow(t)], &mut one);
+                        v[0] = one[0][0];
                     }
                     for (j, val) in v.iter().take(k).enumerate() {
                         // SAFETY: t + j < n and r < rows, so (t + j) * rows + r < n * rows ==
@@ -499,7 +523,6 @@ fn tiled_quantized(
         });
 }
 
-/// Weight rows per task in the batched quantized product.
 const QROW_BLOCK: usize = 32;
 
 #[cfg(test)]

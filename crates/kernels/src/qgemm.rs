@@ -1,17 +1,20 @@
-//! Tiled products of quantized weights with several 8-bit activation rows at once (AVX2): each
-//! weight block is loaded and unpacked once and multiplied with up to four activation rows, and
-//! the activation scales are converted to f32 once per row instead of once per product.
+//! Tiled products of quantized weights with 8-bit activation rows (AVX2): a tile of `RW` weight
+//! rows × `R` activation rows loads and unpacks each block once for all its products: four
+//! activation rows per weight row in prefill and batches of sequences, four weight rows per
+//! activation row in decode. Activation scales are converted to f32 once per row.
 //!
-//! Every output is computed with exactly the same operations in the same order whether its
-//! activation row is processed alone (`R = 1`, decode) or in a tile of four (prefill, batches of
-//! sequences), so results do not depend on the batch size. The scalar oracle is
+//! Every output is computed with exactly the same operations in the same order whatever the tile
+//! shape, so results do not depend on the batch size. The scalar oracle is
 //! [`crate::qdot::vec_dot`]; the tests compare against it within the per-type budgets.
+
+// Tiles index several arrays (weights, activations, accumulators) by the same row index.
+#![allow(clippy::needless_range_loop)]
 
 use std::arch::x86_64::*;
 use std::mem::offset_of;
 
 use crate::qdot::{BlockQ8K, BlockQ8_1};
-use crate::quant::{BlockQ4K, BlockQ4_1, BlockQ6K, BlockQ8_0, QuantType, QK, QK_K};
+use crate::quant::{BlockQ4K, BlockQ4_1, BlockQ6K, BlockQ8_0, QuantType, QK_K};
 
 const B41: usize = size_of::<BlockQ4_1>();
 const B80: usize = size_of::<BlockQ8_0>();
@@ -56,15 +59,17 @@ pub(crate) fn act_scales(ty: QuantType, act_row: &[u8], out: &mut Vec<f32>) {
     }
 }
 
-/// `out[j] = w · act[j]` for `R` activation rows (`acts[j]` the quantized row, `scales[j]` its
-/// [`act_scales`]). The caller has checked that `available(ty)` and that all rows are whole,
-/// matching blocks.
-pub(crate) fn dot_rows<const R: usize>(
+/// `out[i][j] = ws[i] · acts[j]` for a tile of `RW` weight rows and `R` activation rows
+/// (`acts[j]` the quantized row, `scales[j]` its [`act_scales`]). Every output of a tile is
+/// computed with the same operations in the same order as in any other tile shape, so a product
+/// does not depend on which rows share its tile. The caller has checked that `available(ty)`
+/// and that all rows are whole, matching blocks.
+pub(crate) fn dot_tile<const RW: usize, const R: usize>(
     ty: QuantType,
-    w: &[u8],
+    ws: [&[u8]; RW],
     acts: [&[u8]; R],
     scales: [&[f32]; R],
-    out: &mut [f32; R],
+    out: &mut [[f32; R]; RW],
 ) {
     let (wb, ab, spb) = match ty {
         QuantType::Q4_1 => (B41, B81, 2),
@@ -72,27 +77,47 @@ pub(crate) fn dot_rows<const R: usize>(
         QuantType::Q6K => (B6K, B8K, 1),
         _ => (B80, B80, 1),
     };
-    let nb = w.len() / wb;
+    let nb = ws[0].len() / wb;
+    let mut wp = [std::ptr::null::<u8>(); RW];
+    for i in 0..RW {
+        // The kernels read blocks 0..nb of every weight row unchecked.
+        assert!(ws[i].len() >= nb * wb);
+        wp[i] = ws[i].as_ptr();
+    }
     let mut ap = [std::ptr::null::<u8>(); R];
     let mut sp = [std::ptr::null::<f32>(); R];
     for j in 0..R {
-        // The kernels read blocks 0..nb of every activation row and its scales unchecked.
+        // ... and of every activation row and its scales.
         assert!(acts[j].len() >= nb * ab && scales[j].len() >= nb * spb);
         ap[j] = acts[j].as_ptr();
         sp[j] = scales[j].as_ptr();
     }
-    // SAFETY: `available(ty)` (checked by the caller) guarantees AVX2, FMA and F16C; every
-    // activation row holds at least `nb` blocks and its scales `nb * spb` values (asserted
-    // above), which is all the kernels read through `ap` and `sp`; weights are read through
-    // bounds-checked slices.
+    let t = Tile {
+        w: wp,
+        nb,
+        a: ap,
+        s: sp,
+    };
+    // SAFETY: `available(ty)` (checked by the caller) guarantees AVX2, FMA and F16C; every weight
+    // row holds `nb` blocks, every activation row at least `nb` blocks and its scales `nb * spb`
+    // values (asserted above), which is all the kernels read.
     unsafe {
         match ty {
-            QuantType::Q4_1 => q4_1::<R>(w, ap, sp, out),
-            QuantType::Q4K => q4_k::<R>(w, ap, sp, out),
-            QuantType::Q6K => q6_k::<R>(w, ap, sp, out),
-            _ => q8_0::<R>(w, ap, sp, out),
+            QuantType::Q4_1 => q4_1::<RW, R>(&t, out),
+            QuantType::Q4K => q4_k::<RW, R>(&t, out),
+            QuantType::Q6K => q6_k::<RW, R>(&t, out),
+            _ => q8_0::<RW, R>(&t, out),
         }
     }
+}
+
+/// The operands of a tile: `nb` blocks of every weight row `w[i]` and activation row `a[j]`,
+/// and the activation scales `s[j]`.
+struct Tile<const RW: usize, const R: usize> {
+    w: [*const u8; RW],
+    nb: usize,
+    a: [*const u8; R],
+    s: [*const f32; R],
 }
 
 /// The 32 bytes at `p + off`.
@@ -106,12 +131,15 @@ unsafe fn ld(p: *const u8, off: usize) -> __m256i {
     unsafe { _mm256_loadu_si256(p.add(off).cast()) }
 }
 
+/// The 16 bytes at `p + off`.
+///
+/// # Safety
+/// `p + off .. p + off + 16` must be readable.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn load32(b: &[u8]) -> __m256i {
-    let b = &b[..32];
-    // SAFETY: `b` has exactly 32 readable bytes; `loadu` has no alignment requirement.
-    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+unsafe fn ld16(p: *const u8, off: usize) -> __m128i {
+    // SAFETY: the caller guarantees 16 readable bytes at `p + off`; `loadu` needs no alignment.
+    unsafe { _mm_loadu_si128(p.add(off).cast()) }
 }
 
 #[inline]
@@ -123,19 +151,27 @@ fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
-/// The f16 at `b[o..o + 2]` as f32 (F16C; exact).
+/// The f16 at `p + off` as f32 (F16C; exact).
+///
+/// # Safety
+/// `p + off .. p + off + 2` must be readable.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn f16(b: &[u8], o: usize) -> f32 {
-    let bits = u16::from_le_bytes([b[o], b[o + 1]]);
+unsafe fn f16(p: *const u8, off: usize) -> f32 {
+    // SAFETY: the caller guarantees 2 readable bytes.
+    let bits = unsafe { p.add(off).cast::<u16>().read_unaligned() };
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
 }
 
-/// The two f16 at `b[o..o + 4]` as f32 (F16C; exact).
+/// The two f16 at `p + off` as f32 (F16C; exact).
+///
+/// # Safety
+/// `p + off .. p + off + 4` must be readable.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn f16x2(b: &[u8], o: usize) -> (f32, f32) {
-    let bits = u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+unsafe fn f16x2(p: *const u8, off: usize) -> (f32, f32) {
+    // SAFETY: the caller guarantees 4 readable bytes.
+    let bits = unsafe { p.add(off).cast::<u32>().read_unaligned() };
     let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
     (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
 }
@@ -143,44 +179,47 @@ fn f16x2(b: &[u8], o: usize) -> (f32, f32) {
 /// Q4_1 weights × Q8_1 activations: per block `d_w·d_y · Σ q·y + m_w · s_y`.
 ///
 /// # Safety
-/// AVX2, FMA and F16C are available; `acts[j]` points to at least as many activation blocks
-/// as `w` has weight blocks, `scales[j]` to their [`act_scales`].
+/// AVX2, FMA and F16C are available and `t` describes readable blocks ([`dot_tile`]).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_1<const R: usize>(
-    w: &[u8],
-    acts: [*const u8; R],
-    scales: [*const f32; R],
-    out: &mut [f32; R],
-) {
-    let mut acc = [_mm256_setzero_ps(); R];
-    let mut summs = [0.0f32; R];
+unsafe fn q4_1<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
+    let mut acc = [[_mm256_setzero_ps(); R]; RW];
+    let mut summs = [[0.0f32; R]; RW];
     let ones = _mm256_set1_epi16(1);
     let mask = _mm256_set1_epi8(0x0f);
     let qs_off = offset_of!(BlockQ4_1, qs);
     let yq_off = offset_of!(BlockQ8_1, qs);
-    for (b, x) in w.chunks_exact(B41).enumerate() {
-        let qs = &x[qs_off..qs_off + QK / 2];
-        // SAFETY: `qs` has exactly 16 readable bytes; `loadu` has no alignment requirement.
-        let v = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
-        let q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), mask);
-        const _: () = assert!(offset_of!(BlockQ4_1, m) == offset_of!(BlockQ4_1, d) + 2);
-        let (dw, mw) = f16x2(x, offset_of!(BlockQ4_1, d));
+    const _: () = assert!(offset_of!(BlockQ4_1, m) == offset_of!(BlockQ4_1, d) + 2);
+    for b in 0..t.nb {
+        let mut q = [_mm256_setzero_si256(); RW];
+        let mut dm = [(0.0f32, 0.0f32); RW];
+        for i in 0..RW {
+            // SAFETY: block b < nb of weight row i.
+            let v = unsafe { ld16(t.w[i], b * B41 + qs_off) };
+            q[i] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), mask);
+            // SAFETY: as above.
+            dm[i] = unsafe { f16x2(t.w[i], b * B41 + offset_of!(BlockQ4_1, d)) };
+        }
         for j in 0..R {
-            // SAFETY: block b < nb of row j and its two scales (the caller's contract).
+            // SAFETY: block b < nb of activation row j and its two scales.
             let (y, yd, ys) = unsafe {
                 (
-                    ld(acts[j], b * B81 + yq_off),
-                    *scales[j].add(2 * b),
-                    *scales[j].add(2 * b + 1),
+                    ld(t.a[j], b * B81 + yq_off),
+                    *t.s[j].add(2 * b),
+                    *t.s[j].add(2 * b + 1),
                 )
             };
-            let s = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), ones);
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * yd), _mm256_cvtepi32_ps(s), acc[j]);
-            summs[j] += mw * ys;
+            for i in 0..RW {
+                let s = _mm256_madd_epi16(_mm256_maddubs_epi16(q[i], y), ones);
+                let d = _mm256_set1_ps(dm[i].0 * yd);
+                acc[i][j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[i][j]);
+                summs[i][j] += dm[i].1 * ys;
+            }
         }
     }
-    for j in 0..R {
-        out[j] = hsum(acc[j]) + summs[j];
+    for i in 0..RW {
+        for j in 0..R {
+            out[i][j] = hsum(acc[i][j]) + summs[i][j];
+        }
     }
 }
 
@@ -189,40 +228,47 @@ unsafe fn q4_1<const R: usize>(
 /// weight bytes are.
 ///
 /// # Safety
-/// AVX2, FMA and F16C are available; `acts[j]` points to at least as many activation blocks
-/// as `w` has weight blocks, `scales[j]` to their [`act_scales`].
+/// AVX2, FMA and F16C are available and `t` describes readable blocks ([`dot_tile`]).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_0<const R: usize>(
-    w: &[u8],
-    acts: [*const u8; R],
-    scales: [*const f32; R],
-    out: &mut [f32; R],
-) {
-    let mut acc = [_mm256_setzero_ps(); R];
+unsafe fn q8_0<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
+    let mut acc = [[_mm256_setzero_ps(); R]; RW];
     let ones = _mm256_set1_epi16(1);
     let off = offset_of!(BlockQ8_0, qs);
-    for (b, x) in w.chunks_exact(B80).enumerate() {
-        let xv = load32(&x[off..off + QK]);
-        let ax = _mm256_sign_epi8(xv, xv);
-        let dw = f16(x, offset_of!(BlockQ8_0, d));
+    for b in 0..t.nb {
+        let mut xv = [_mm256_setzero_si256(); RW];
+        let mut dw = [0.0f32; RW];
+        for i in 0..RW {
+            // SAFETY: block b < nb of weight row i.
+            (xv[i], dw[i]) = unsafe {
+                (
+                    ld(t.w[i], b * B80 + off),
+                    f16(t.w[i], b * B80 + offset_of!(BlockQ8_0, d)),
+                )
+            };
+        }
         for j in 0..R {
-            // SAFETY: block b < nb of row j and its scale (the caller's contract).
-            let (y, yd) = unsafe { (ld(acts[j], b * B80 + off), *scales[j].add(b)) };
-            let yv = _mm256_sign_epi8(y, xv);
-            let s = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, yv), ones);
-            let d = _mm256_set1_ps(dw * yd);
-            acc[j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[j]);
+            // SAFETY: block b < nb of activation row j and its scale.
+            let (y, yd) = unsafe { (ld(t.a[j], b * B80 + off), *t.s[j].add(b)) };
+            for i in 0..RW {
+                let ax = _mm256_sign_epi8(xv[i], xv[i]);
+                let yv = _mm256_sign_epi8(y, xv[i]);
+                let s = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, yv), ones);
+                let d = _mm256_set1_ps(dw[i] * yd);
+                acc[i][j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[i][j]);
+            }
         }
     }
-    for j in 0..R {
-        out[j] = hsum(acc[j]);
+    for i in 0..RW {
+        for j in 0..R {
+            out[i][j] = hsum(acc[i][j]);
+        }
     }
 }
 
 /// The 12 packed 6-bit scales and mins of a Q4_K block as 16 bytes: scales 0..8, then mins
 /// 0..8 (the same values as [`crate::qdot::scales_mins_k4`], unpacked with word operations).
 #[inline]
-fn k4_scales_mins(q: &[u8]) -> [u32; 4] {
+fn k4_scales_mins(q: &[u8; 12]) -> [u32; 4] {
     let w = |i: usize| u32::from_le_bytes([q[4 * i], q[4 * i + 1], q[4 * i + 2], q[4 * i + 3]]);
     let (w0, w1, w2) = (w(0), w(1), w(2));
     const LOW6: u32 = 0x3f3f_3f3f;
@@ -241,70 +287,88 @@ fn k4_scales_mins(q: &[u8]) -> [u32; 4] {
 /// in vector lanes across blocks.
 ///
 /// # Safety
-/// AVX2, FMA and F16C are available; `acts[j]` points to at least as many activation blocks
-/// as `w` has weight blocks, `scales[j]` to their [`act_scales`].
+/// AVX2, FMA and F16C are available and `t` describes readable blocks ([`dot_tile`]).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_k<const R: usize>(
-    w: &[u8],
-    acts: [*const u8; R],
-    scales: [*const f32; R],
-    out: &mut [f32; R],
-) {
-    let mut acc = [_mm256_setzero_ps(); R];
+unsafe fn q4_k<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
+    let mut acc = [[_mm256_setzero_ps(); R]; RW];
     let m4 = _mm256_set1_epi8(0x0f);
     let yq = offset_of!(BlockQ8K, qs);
     let yb = offset_of!(BlockQ8K, bsums);
-    for (b, x) in w.chunks_exact(B4K).enumerate() {
-        let sm = k4_scales_mins(&x[offset_of!(BlockQ4K, scales)..][..12]);
-        let sm = _mm256_cvtepu8_epi16(_mm_set_epi32(
-            sm[3] as i32,
-            sm[2] as i32,
-            sm[1] as i32,
-            sm[0] as i32,
-        ));
-        let mins = _mm256_extracti128_si256(sm, 1);
-        let mut sc = [0i16; 16];
-        // SAFETY: `sc` is 32 writable bytes; `storeu` has no alignment requirement.
-        unsafe { _mm256_storeu_si256(sc.as_mut_ptr().cast(), sm) };
+    const _: () = assert!(offset_of!(BlockQ4K, dmin) == offset_of!(BlockQ4K, d) + 2);
+    for b in 0..t.nb {
+        let mut xs = [std::ptr::null::<u8>(); RW];
+        let mut mins = [_mm_setzero_si128(); RW];
+        let mut sc = [[0i16; 16]; RW];
+        let mut dd = [(0.0f32, 0.0f32); RW];
+        for i in 0..RW {
+            // SAFETY: block b < nb of weight row i.
+            let x = unsafe { t.w[i].add(b * B4K) };
+            xs[i] = x;
+            // SAFETY: the 12 scale bytes and the two f16 of the block.
+            let (raw, d) = unsafe {
+                (
+                    x.add(offset_of!(BlockQ4K, scales))
+                        .cast::<[u8; 12]>()
+                        .read_unaligned(),
+                    f16x2(x, offset_of!(BlockQ4K, d)),
+                )
+            };
+            let sm = k4_scales_mins(&raw);
+            let sm = _mm256_cvtepu8_epi16(_mm_set_epi32(
+                sm[3] as i32,
+                sm[2] as i32,
+                sm[1] as i32,
+                sm[0] as i32,
+            ));
+            mins[i] = _mm256_extracti128_si256(sm, 1);
+            // SAFETY: `sc[i]` is 32 writable bytes; `storeu` has no alignment requirement.
+            unsafe { _mm256_storeu_si256(sc[i].as_mut_ptr().cast(), sm) };
+            dd[i] = d;
+        }
         let mut ys = [std::ptr::null::<u8>(); R];
         for j in 0..R {
-            // SAFETY: block b < nb of row j (the caller's contract).
-            ys[j] = unsafe { acts[j].add(b * B8K) };
+            // SAFETY: block b < nb of activation row j.
+            ys[j] = unsafe { t.a[j].add(b * B8K) };
         }
-        let qs = &x[offset_of!(BlockQ4K, qs)..][..QK_K / 2];
-        let mut iacc = [_mm256_setzero_si256(); R];
-        for (g, q) in qs.chunks_exact(32).enumerate() {
-            let v = load32(q);
-            let lo = _mm256_and_si256(v, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            let s_lo = _mm256_set1_epi16(sc[2 * g]);
-            let s_hi = _mm256_set1_epi16(sc[2 * g + 1]);
-            for j in 0..R {
-                // SAFETY: bytes yq + 64g .. yq + 64g + 64 <= yq + QK_K of the block.
-                let (y0, y1) = unsafe { (ld(ys[j], yq + 64 * g), ld(ys[j], yq + 64 * g + 32)) };
-                let p0 = _mm256_maddubs_epi16(lo, y0);
-                let p1 = _mm256_maddubs_epi16(hi, y1);
-                let s0 = _mm256_madd_epi16(p0, s_lo);
-                let s1 = _mm256_madd_epi16(p1, s_hi);
-                iacc[j] = _mm256_add_epi32(iacc[j], _mm256_add_epi32(s0, s1));
+        let mut iacc = [[_mm256_setzero_si256(); R]; RW];
+        for g in 0..QK_K / 64 {
+            for i in 0..RW {
+                // SAFETY: bytes 32g .. 32g + 32 of the block's 128 quant bytes.
+                let v = unsafe { ld(xs[i], offset_of!(BlockQ4K, qs) + 32 * g) };
+                let lo = _mm256_and_si256(v, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                let s_lo = _mm256_set1_epi16(sc[i][2 * g]);
+                let s_hi = _mm256_set1_epi16(sc[i][2 * g + 1]);
+                for j in 0..R {
+                    // SAFETY: bytes yq + 64g .. yq + 64g + 64 <= yq + QK_K of the block.
+                    let (y0, y1) = unsafe { (ld(ys[j], yq + 64 * g), ld(ys[j], yq + 64 * g + 32)) };
+                    let s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s_lo);
+                    let s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s_hi);
+                    iacc[i][j] = _mm256_add_epi32(iacc[i][j], _mm256_add_epi32(s0, s1));
+                }
             }
         }
-        const _: () = assert!(offset_of!(BlockQ4K, dmin) == offset_of!(BlockQ4K, d) + 2);
-        let (dw, dminw) = f16x2(x, offset_of!(BlockQ4K, d));
         for j in 0..R {
-            // SAFETY: the scale of block b < nb (the caller's contract).
-            let yd = unsafe { *scales[j].add(b) };
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * yd), _mm256_cvtepi32_ps(iacc[j]), acc[j]);
+            // SAFETY: the scale of block b and the block's 16 i16 group sums.
+            let (yd, bs) = unsafe { (*t.s[j].add(b), ld(ys[j], yb)) };
             // 16 sums of 16 activations, paired into the 8 sums of 32 the mins apply to.
-            // SAFETY: the 16 i16 group sums of the block.
-            let bs = unsafe { ld(ys[j], yb) };
             let q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-            let prod = _mm256_zextsi128_si256(_mm_madd_epi16(mins, q8s));
-            acc[j] = _mm256_fnmadd_ps(_mm256_set1_ps(dminw * yd), _mm256_cvtepi32_ps(prod), acc[j]);
+            for i in 0..RW {
+                let a = _mm256_fmadd_ps(
+                    _mm256_set1_ps(dd[i].0 * yd),
+                    _mm256_cvtepi32_ps(iacc[i][j]),
+                    acc[i][j],
+                );
+                let prod = _mm256_zextsi128_si256(_mm_madd_epi16(mins[i], q8s));
+                acc[i][j] =
+                    _mm256_fnmadd_ps(_mm256_set1_ps(dd[i].1 * yd), _mm256_cvtepi32_ps(prod), a);
+            }
         }
     }
-    for j in 0..R {
-        out[j] = hsum(acc[j]);
+    for i in 0..RW {
+        for j in 0..R {
+            out[i][j] = hsum(acc[i][j]);
+        }
     }
 }
 
@@ -313,75 +377,86 @@ unsafe fn q4_k<const R: usize>(
 /// activation block.
 ///
 /// # Safety
-/// AVX2, FMA and F16C are available; `acts[j]` points to at least as many activation blocks
-/// as `w` has weight blocks, `scales[j]` to their [`act_scales`].
+/// AVX2, FMA and F16C are available and `t` describes readable blocks ([`dot_tile`]).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q6_k<const R: usize>(
-    w: &[u8],
-    acts: [*const u8; R],
-    scales: [*const f32; R],
-    out: &mut [f32; R],
-) {
-    let mut facc = [_mm256_setzero_ps(); R];
+unsafe fn q6_k<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
+    let mut facc = [[_mm256_setzero_ps(); R]; RW];
     let m4 = _mm256_set1_epi8(0x0f);
     let m2 = _mm256_set1_epi8(0x03);
     let yq = offset_of!(BlockQ8K, qs);
     let yb = offset_of!(BlockQ8K, bsums);
-    for (b, x) in w.chunks_exact(B6K).enumerate() {
-        let ql_all = &x[offset_of!(BlockQ6K, ql)..][..QK_K / 2];
-        let qh_all = &x[offset_of!(BlockQ6K, qh)..][..QK_K / 4];
-        let scb = &x[offset_of!(BlockQ6K, scales)..][..QK_K / 16];
-        // SAFETY: `scb` has exactly 16 readable bytes; `loadu` has no alignment requirement.
-        let sc16 = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(scb.as_ptr().cast()) });
-        let mut sc = [0i16; 16];
-        // SAFETY: `sc` is 32 writable bytes; `storeu` has no alignment requirement.
-        unsafe { _mm256_storeu_si256(sc.as_mut_ptr().cast(), sc16) };
+    for b in 0..t.nb {
         let mut ys = [std::ptr::null::<u8>(); R];
         for j in 0..R {
-            // SAFETY: block b < nb of row j (the caller's contract).
-            ys[j] = unsafe { acts[j].add(b * B8K) };
+            // SAFETY: block b < nb of activation row j.
+            ys[j] = unsafe { t.a[j].add(b * B8K) };
         }
-        let mut acc = [_mm256_setzero_si256(); R];
-        for j in 0..R {
-            // 32 · Σ_g sc_g · bsum_g, subtracted once instead of 32 from every level.
-            // SAFETY: the 16 i16 group sums of the block.
-            let bs = unsafe { ld(ys[j], yb) };
-            acc[j] = _mm256_sub_epi32(acc[j], _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5));
+        let mut xs = [std::ptr::null::<u8>(); RW];
+        let mut sc = [[0i16; 16]; RW];
+        let mut acc = [[_mm256_setzero_si256(); R]; RW];
+        for i in 0..RW {
+            // SAFETY: block b < nb of weight row i, its 16 scale bytes.
+            let x = unsafe { t.w[i].add(b * B6K) };
+            xs[i] = x;
+            // SAFETY: as above.
+            let sc16 = _mm256_cvtepi8_epi16(unsafe { ld16(x, offset_of!(BlockQ6K, scales)) });
+            // SAFETY: `sc[i]` is 32 writable bytes; `storeu` has no alignment requirement.
+            unsafe { _mm256_storeu_si256(sc[i].as_mut_ptr().cast(), sc16) };
+            for j in 0..R {
+                // 32 · Σ_g sc_g · bsum_g, subtracted once instead of 32 from every level.
+                // SAFETY: the 16 i16 group sums of the activation block.
+                let bs = unsafe { ld(ys[j], yb) };
+                acc[i][j] = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5);
+                acc[i][j] = _mm256_sub_epi32(_mm256_setzero_si256(), acc[i][j]);
+            }
         }
         for n in 0..QK_K / 128 {
-            let qa = load32(&ql_all[64 * n..]);
-            let qb = load32(&ql_all[64 * n + 32..]);
-            let qh = load32(&qh_all[32 * n..]);
-            let h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4);
-            let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4);
-            let h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4);
-            let h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4);
-            let u = [
-                _mm256_or_si256(_mm256_and_si256(qa, m4), h0),
-                _mm256_or_si256(_mm256_and_si256(qb, m4), h1),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4), h2),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), h3),
-            ];
-            for (c, &uc) in u.iter().enumerate() {
-                let g = 8 * n + 2 * c;
-                let scv = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
-                for j in 0..R {
-                    // SAFETY: bytes yq + 128n + 32c + 32 <= yq + QK_K of the block.
-                    let yv = unsafe { ld(ys[j], yq + 128 * n + 32 * c) };
-                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(uc, yv), scv);
-                    acc[j] = _mm256_add_epi32(acc[j], p);
+            for i in 0..RW {
+                // SAFETY: 64 of the 128 low-bit bytes and 32 of the 64 high-bit bytes.
+                let (qa, qb, qh) = unsafe {
+                    (
+                        ld(xs[i], offset_of!(BlockQ6K, ql) + 64 * n),
+                        ld(xs[i], offset_of!(BlockQ6K, ql) + 64 * n + 32),
+                        ld(xs[i], offset_of!(BlockQ6K, qh) + 32 * n),
+                    )
+                };
+                let h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4);
+                let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4);
+                let h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4);
+                let h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4);
+                let u = [
+                    _mm256_or_si256(_mm256_and_si256(qa, m4), h0),
+                    _mm256_or_si256(_mm256_and_si256(qb, m4), h1),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4), h2),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), h3),
+                ];
+                for (c, &uc) in u.iter().enumerate() {
+                    let g = 8 * n + 2 * c;
+                    let scv =
+                        _mm256_set_m128i(_mm_set1_epi16(sc[i][g + 1]), _mm_set1_epi16(sc[i][g]));
+                    for j in 0..R {
+                        // SAFETY: bytes yq + 128n + 32c + 32 <= yq + QK_K of the block.
+                        let yv = unsafe { ld(ys[j], yq + 128 * n + 32 * c) };
+                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(uc, yv), scv);
+                        acc[i][j] = _mm256_add_epi32(acc[i][j], p);
+                    }
                 }
             }
         }
-        let dw = f16(x, offset_of!(BlockQ6K, d));
-        for j in 0..R {
-            // SAFETY: the scale of block b < nb (the caller's contract).
-            let d = _mm256_set1_ps(dw * unsafe { *scales[j].add(b) });
-            facc[j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(acc[j]), facc[j]);
+        for i in 0..RW {
+            // SAFETY: the f16 scale of the weight block.
+            let dw = unsafe { f16(xs[i], offset_of!(BlockQ6K, d)) };
+            for j in 0..R {
+                // SAFETY: the scale of block b < nb.
+                let d = _mm256_set1_ps(dw * unsafe { *t.s[j].add(b) });
+                facc[i][j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(acc[i][j]), facc[i][j]);
+            }
         }
     }
-    for j in 0..R {
-        out[j] = hsum(facc[j]);
+    for i in 0..RW {
+        for j in 0..R {
+            out[i][j] = hsum(facc[i][j]);
+        }
     }
 }
 
@@ -402,7 +477,7 @@ mod tests {
                 })
                 .collect();
             let (sc, mn) = crate::qdot::scales_mins_k4(&q);
-            let packed = k4_scales_mins(&q);
+            let packed = k4_scales_mins(&q.clone().try_into().unwrap());
             let bytes: Vec<i32> = packed
                 .iter()
                 .flat_map(|w| w.to_le_bytes())
@@ -411,5 +486,30 @@ mod tests {
             assert_eq!(&bytes[..8], &sc[..], "scales of {q:?}");
             assert_eq!(&bytes[8..], &mn[..], "mins of {q:?}");
         }
+    }
+
+    /// Q8_0 weights of -128 (never written by ggml's quantizer, but legal bytes) against
+    /// activations of ±127: `maddubs` must not saturate.
+    #[test]
+    fn q8_0_extreme_weights_match_the_scalar_oracle() {
+        use crate::qdot::{quantize_activations, vec_dot_scalar, ActType};
+        let cols = 64;
+        let mut w = Vec::new();
+        for _ in 0..cols / 32 {
+            w.extend_from_slice(&0x3c00u16.to_le_bytes()); // d = 1.0
+            w.extend(std::iter::repeat_n(0x80u8, 32)); // qs = -128
+        }
+        let x: Vec<f32> = (0..cols).map(|i| if i % 3 == 0 { 1.0 } else { -1.0 }).collect();
+        let a = quantize_activations(ActType::Q8_0, &x).unwrap();
+        let mut sc = Vec::new();
+        act_scales(QuantType::Q8_0, &a, &mut sc);
+        if !available(QuantType::Q8_0) {
+            return;
+        }
+        let mut out = [[0.0f32]];
+        dot_tile::<1, 1>(QuantType::Q8_0, [&w], [&a], [&sc], &mut out);
+        let want = vec_dot_scalar(QuantType::Q8_0, &w, &a, cols).unwrap();
+        assert_eq!(out[0][0], want);
+        assert!(want.abs() > 1000.0, "{want}");
     }
 }
