@@ -31,7 +31,7 @@ now() { date +%s.%N; }
 
 t0=$(now)
 "$BIN" eval mmlu --model "$Q4" --data "$CACHE/mmlu.jsonl" --shots "$SHOTS" "${limit_args[@]}" \
-    -t "$T" --no-cache --json --dump-prompts "$OUT/prompts.jsonl" > "$OUT/llama31.json" 2> "$OUT/llama31.log"
+    -t "$T" --dequantize --no-cache --json --dump-prompts "$OUT/prompts.jsonl" > "$OUT/llama31.json" 2> "$OUT/llama31.log"
 t1=$(now)
 "$PY" "$ROOT/bench/eval/llamacpp_mmlu.py" "$Q4" "$OUT/prompts.jsonl" --threads "$T" > "$OUT/llamacpp_q4.json"
 t2=$(now)

@@ -3,8 +3,9 @@
 # the F32 GGUF (SmolLM2's Q4_1 dequantized, scripts/goldens/smollm2_f32.py) is the reference; each engine
 # saves the reference's log-probs over the first CHUNKS chunks of CTX tokens of the MMLU text (the first
 # 1,500 questions with their choices and answer), then reports KL divergence, top-1 agreement and the PPL
-# ratio of Q8_0 and Q4_K_M quantizations of it. llama31 runs twice: weights dequantized to f32 (default)
-# and with --quantized (blocks multiplied against 8-bit activations, as llama.cpp does).
+# ratio of Q8_0 and Q4_K_M quantizations of it. llama31 runs twice: weights dequantized to f32
+# (--dequantize) and with --quantized (the default: blocks multiplied against 8-bit activations, as
+# llama.cpp does).
 # Needs llama-cpp-python 0.3.36 built from source: scripts/goldens/setup-venv-goldens.sh.
 # usage: bench/quantize/run.sh [CHUNKS] [CTX]   (LLAMA31_ONLY=1 skips the llama.cpp half)
 set -euo pipefail
@@ -32,7 +33,7 @@ echo "== llama31 (text $TEXT, $CHUNKS chunks of $CTX)"
 "$BIN" perplexity --model "$F32" --file "$TEXT" --ctx "$CTX" --chunks "$CHUNKS" --save-logits "$WORK/base.bin" --json
 for T in Q8_0 Q4_K_M; do
   "$BIN" quantize "$F32" "$WORK/llama31-$T.gguf" --type "$T"
-  for MODE in "" "--quantized"; do
+  for MODE in "--dequantize" "--quantized"; do
     echo "-- $T ${MODE:-(f32 weights)}"
     "$BIN" perplexity --model "$WORK/llama31-$T.gguf" --kl-divergence-base "$WORK/base.bin" $MODE --json
   done

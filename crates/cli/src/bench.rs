@@ -29,10 +29,8 @@ pub struct BenchArgs {
     /// Print `{"pp": tok/s, "tg": tok/s}` on the last line.
     #[arg(long)]
     json: bool,
-    /// Keep GGUF quantized weights as they are and multiply them ggml-style (8-bit activations)
-    /// instead of dequantizing them to f32 at load: less memory, faster, not bit-exact.
-    #[arg(long)]
-    quantized: bool,
+    #[command(flatten)]
+    weights: crate::load::WeightArgs,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -50,7 +48,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let source = Source::detect(&args.model)?;
     let ctx = args.n_prompt.max(args.n_gen).max(1);
-    let model = crate::load::load_model(&source, Some(ctx), args.quantized)?;
+    let model = crate::load::load_model(&source, Some(ctx), args.weights.keep_quantized())?;
     let vocab = model.config().vocab_size as u32;
     // Token ids as llama-bench uses them: arbitrary valid ids (the content does not change the cost).
     let token = |i: usize| (i as u32).wrapping_mul(2_654_435_761) % vocab;

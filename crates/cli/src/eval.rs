@@ -67,9 +67,8 @@ struct CommonArgs {
     /// Worker threads of the model (default: all cores).
     #[arg(short = 't', long)]
     threads: Option<usize>,
-    /// Keep GGUF quantized weights quantized (faster, not bit-exact).
-    #[arg(long)]
-    quantized: bool,
+    #[command(flatten)]
+    weights: crate::load::WeightArgs,
 }
 
 #[derive(Args)]
@@ -254,7 +253,7 @@ fn load(common: &CommonArgs, ctx: usize) -> Result<Loaded> {
         bail!("{} is a tokenizer, not a model", path.display());
     }
     let tokenizer = source.load_tokenizer()?;
-    let model = crate::load::load_model(&source, Some(ctx), common.quantized)?;
+    let model = crate::load::load_model(&source, Some(ctx), common.weights.keep_quantized())?;
     let info = model_info(path)?;
     Ok(Loaded {
         source,
@@ -365,7 +364,7 @@ fn run_mmlu(args: MmluArgs) -> Result<()> {
         "format": if args.chat { "chat" } else { "plain" },
         "letters": letters.iter().map(|(t, id)| json!({"text": t, "id": id})).collect::<Vec<_>>(),
         "ctx": opts.ctx.min(loaded.model.max_seq_len()),
-        "quantized": args.common.quantized,
+        "quantized": args.common.weights.keep_quantized(),
         "subjects": opts.subjects,
         "per_subject": opts.per_subject,
         "limit": opts.limit,
@@ -374,7 +373,7 @@ fn run_mmlu(args: MmluArgs) -> Result<()> {
     let key_settings = json!({
         "task": "mmlu", "model": loaded.info["sha256"], "data": data,
         "shots": opts.shots, "format": settings["format"], "ctx": settings["ctx"],
-        "quantized": args.common.quantized,
+        "quantized": args.common.weights.keep_quantized(),
     });
     let hash = settings_hash(&key_settings);
     let mut cache = open_cache(&args.common, &key_settings)?;
@@ -649,7 +648,7 @@ fn run_humaneval(args: HumanEvalArgs) -> Result<()> {
     };
     let mut settings = opts.settings(chat);
     settings["ctx"] = json!(engine.config().ctx);
-    settings["quantized"] = json!(args.common.quantized);
+    settings["quantized"] = json!(args.common.weights.keep_quantized());
     let key_settings = json!({"model": info["sha256"], "data": data, "settings": settings});
     let hash = settings_hash(&key_settings);
     let mut cache = open_cache(&args.common, &key_settings)?;
@@ -706,7 +705,7 @@ fn run_math(args: MathArgs) -> Result<()> {
     };
     let mut settings = opts.settings(chat);
     settings["ctx"] = json!(engine.config().ctx);
-    settings["quantized"] = json!(args.common.quantized);
+    settings["quantized"] = json!(args.common.weights.keep_quantized());
     let key_settings = json!({"model": info["sha256"], "data": data, "settings": settings});
     let hash = settings_hash(&key_settings);
     let mut cache = open_cache(&args.common, &key_settings)?;

@@ -92,6 +92,8 @@ pub struct RunArgs {
     json: bool,
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    weights: crate::load::WeightArgs,
 }
 
 #[derive(Args)]
@@ -107,6 +109,8 @@ pub struct ChatArgs {
     max_tokens: Option<usize>,
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    weights: crate::load::WeightArgs,
 }
 
 /// A loaded model with everything generation needs.
@@ -117,7 +121,7 @@ struct Loaded {
     stop_tokens: Vec<u32>,
 }
 
-fn load(path: &std::path::Path, ctx: usize) -> Result<Loaded> {
+fn load(path: &std::path::Path, ctx: usize, keep_quantized: bool) -> Result<Loaded> {
     let source = Source::detect(path)?;
     if matches!(source, Source::TiktokenFile(_) | Source::HfTokenizerJson(_)) {
         bail!(
@@ -129,7 +133,7 @@ fn load(path: &std::path::Path, ctx: usize) -> Result<Loaded> {
     if ctx < 2 {
         bail!("--ctx must be at least 2, got {ctx}");
     }
-    let model = crate::load::load_model(&source, Some(ctx), false)?;
+    let model = crate::load::load_model(&source, Some(ctx), keep_quantized)?;
     let stop_tokens = default_stop_tokens(&tokenizer, &model.config().eos_token_ids);
     Ok(Loaded {
         source,
@@ -209,7 +213,11 @@ fn chat_prompt(loaded: &Loaded, messages: &[Message]) -> Result<Vec<u32>> {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let loaded = load(&args.model, args.sampling.ctx)?;
+    let loaded = load(
+        &args.model,
+        args.sampling.ctx,
+        args.weights.keep_quantized(),
+    )?;
     let chat = !args.raw && loaded.source.is_instruct()?;
     let prompt = if let Some(file) = &args.messages {
         if args.raw {
@@ -274,7 +282,11 @@ pub fn run(args: RunArgs) -> Result<()> {
 }
 
 pub fn chat(args: ChatArgs) -> Result<()> {
-    let loaded = load(&args.model, args.sampling.ctx)?;
+    let loaded = load(
+        &args.model,
+        args.sampling.ctx,
+        args.weights.keep_quantized(),
+    )?;
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let cancel = cancel.clone();

@@ -8,6 +8,26 @@ use llama31_model::{LoadOptions, Model};
 
 use crate::source::Source;
 
+/// How GGUF block-quantized weights are multiplied (shared by every command that loads a model).
+#[derive(clap::Args, Debug, Clone, Copy, Default)]
+pub struct WeightArgs {
+    /// Multiply GGUF quantized weights as stored, against 8-bit activations as llama.cpp does
+    /// (the default; accepted for compatibility).
+    #[arg(long, conflicts_with = "dequantize")]
+    quantized: bool,
+    /// Dequantize GGUF quantized weights to f32 at load and compute in f32: the exact reference
+    /// path (about 4-8x the memory of the file, slower).
+    #[arg(long)]
+    dequantize: bool,
+}
+
+impl WeightArgs {
+    /// Whether quantized weights stay quantized.
+    pub fn keep_quantized(&self) -> bool {
+        !self.dequantize
+    }
+}
+
 /// Loads the model at `source`, supporting contexts up to `ctx` positions. `keep_quantized`:
 /// GGUF quantized weights stay quantized (see `Model::load_with_quant`).
 pub fn load_model(source: &Source, ctx: Option<usize>, keep_quantized: bool) -> Result<Model> {

@@ -36,10 +36,8 @@ pub struct PerplexityArgs {
     /// below the saved run's or the KL report's figures.
     #[arg(long)]
     json: bool,
-    /// Keep GGUF quantized weights as they are and multiply them ggml-style (8-bit activations)
-    /// instead of dequantizing them to f32 at load: less memory, faster, not bit-exact.
-    #[arg(long)]
-    quantized: bool,
+    #[command(flatten)]
+    weights: crate::load::WeightArgs,
     /// Run llama.cpp's protocol (whole chunks, BOS first in each, the second half of each chunk
     /// scored) and save the log-probabilities to FILE in llama.cpp's format (what
     /// `llama-perplexity --kl-divergence-base FILE` writes).
@@ -83,7 +81,7 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
         bail!("--ctx must be at least 2, got {ctx}");
     }
     let tokenizer = source.load_tokenizer()?;
-    let model = crate::load::load_model(&source, Some(ctx), args.quantized)?;
+    let model = crate::load::load_model(&source, Some(ctx), args.weights.keep_quantized())?;
     let tokens = perplexity_tokens(&tokenizer, &text);
     if let Some(out) = &args.save_logits {
         let bos = tokenizer.add_bos().then(|| tokenizer.bos_id()).flatten();
@@ -201,7 +199,7 @@ fn run_kl(args: &PerplexityArgs, source: &Source, base: &Path) -> Result<()> {
         );
     }
     let tokenizer = source.load_tokenizer()?;
-    let model = crate::load::load_model(source, Some(header.n_ctx), args.quantized)?;
+    let model = crate::load::load_model(source, Some(header.n_ctx), args.weights.keep_quantized())?;
     let vocab = model.config().vocab_size;
     if vocab != header.n_vocab {
         bail!(

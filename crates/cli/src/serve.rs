@@ -45,10 +45,8 @@ pub struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     max_body: usize,
-    /// Multiply quantized GGUF weights directly (8-bit activations, like llama.cpp) instead of
-    /// dequantizing them at load.
-    #[arg(long)]
-    quantized: bool,
+    #[command(flatten)]
+    weights: crate::load::WeightArgs,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -131,7 +129,7 @@ fn load(source: &Source, args: &ServeArgs) -> Result<Backend> {
             None
         }
     };
-    let model = crate::load::load_model(source, Some(args.ctx), args.quantized)?;
+    let model = crate::load::load_model(source, Some(args.ctx), args.weights.keep_quantized())?;
     let stop_tokens = default_stop_tokens(&tokenizer, &model.config().eos_token_ids);
     let vocab = model.config().vocab_size;
     let engine = Engine::start(

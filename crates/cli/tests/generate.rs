@@ -26,6 +26,9 @@ fn run_answers_the_capital_of_france() {
             "0",
             "-n",
             "32",
+            // The f32 path answers this one right; llama.cpp's Q4_1 arithmetic (our default,
+            // see `greedy_tokens_equal_llama_cpp_q4_1_until_a_close_call`) does not.
+            "--dequantize",
         ],
         b"",
     );
@@ -36,19 +39,34 @@ fn run_answers_the_capital_of_france() {
 fn chat_keeps_history_and_resets() {
     let m = smollm2();
     let input = b"What is the capital of France?\n/reset\nWhat is the capital of Germany?\n/exit\n";
-    let out = llama31_ok(&["chat", "--model", &m, "--temp", "0", "-n", "24"], input);
+    let out = llama31_ok(
+        &[
+            "chat",
+            "--model",
+            &m,
+            "--temp",
+            "0",
+            "-n",
+            "24",
+            "--dequantize",
+        ],
+        input,
+    );
     assert!(out.contains("Paris"), "first reply: {out}");
     assert!(out.contains("Berlin"), "second reply: {out}");
 }
 
-/// Greedy ids of `llama31 run --temp 0 --json` for a golden case (chat format unless `raw`).
-fn greedy(case: &Value) -> (Vec<u64>, Value) {
+/// Greedy ids of `llama31 run --temp 0 --json [weights]` for a golden case (chat format unless
+/// `raw`); `weights` is `--quantized` or `--dequantize`.
+fn greedy(case: &Value, weights: &str) -> (Vec<u64>, Value) {
     let m = smollm2();
     let name = case["name"].as_str().unwrap();
     let raw = name.starts_with("raw");
     let want = case["greedy_ids"].as_array().unwrap();
     let n = want.len().to_string();
-    let mut args = vec!["run", "--model", &m, "--temp", "0", "-n", &n, "--json"];
+    let mut args = vec![
+        "run", "--model", &m, "--temp", "0", "-n", &n, "--json", weights,
+    ];
     let prompt;
     let messages_file;
     if raw {
@@ -107,12 +125,12 @@ fn numbers(v: &Value) -> Vec<f64> {
 /// Compares our greedy tokens with the golden ones up to the first step whose reference top-2
 /// margin is below `close_call` (there, rounding differences may legitimately pick the other
 /// token); returns how many steps had to agree.
-fn check_greedy(golden_file: &str, close_call: f64) -> usize {
+fn check_greedy(golden_file: &str, close_call: f64, weights: &str) -> usize {
     let cases = read_jsonl(&golden(golden_file));
     assert!(cases.len() >= 4);
     let mut compared = 0;
     for case in &cases {
-        let (ids, _) = greedy(case);
+        let (ids, _) = greedy(case, weights);
         let want: Vec<u64> = numbers(&case["greedy_ids"])
             .iter()
             .map(|&x| x as u64)
@@ -132,13 +150,24 @@ fn check_greedy(golden_file: &str, close_call: f64) -> usize {
     compared
 }
 
-/// Greedy decoding against llama.cpp on the same Q4_1 file. llama.cpp quantizes activations to
-/// 8 bits for Q4_1 matrix products while we compute in f32 on the dequantized weights, which moves
-/// logits by up to ~0.4; so the paths must agree up to the first step where llama.cpp's top-2
-/// margin is below 0.5 (the exact-arithmetic check is `greedy_tokens_equal_llama_cpp_f32`).
+/// Greedy decoding against llama.cpp on the same Q4_1 file, both multiplying the Q4_1 blocks
+/// with 8-bit activations (our default). llama.cpp keeps its KV cache in F16 and sums in another
+/// order, so the paths must agree up to the first step where llama.cpp's top-2 margin is below
+/// 0.5 (the exact-arithmetic check is `greedy_tokens_equal_llama_cpp_f32`).
 #[test]
 fn greedy_tokens_equal_llama_cpp_q4_1_until_a_close_call() {
-    let compared = check_greedy("generation/smollm2_greedy.jsonl", 0.5);
+    let compared = check_greedy("generation/smollm2_greedy.jsonl", 0.5, "--quantized");
+    assert!(
+        compared >= 5,
+        "too few decisive steps compared ({compared})"
+    );
+}
+
+/// The same with the weights dequantized to f32 (no activation quantization): further from
+/// llama.cpp's Q4_1 arithmetic, still equal up to its first close call.
+#[test]
+fn greedy_dequantized_equal_llama_cpp_q4_1_until_a_close_call() {
+    let compared = check_greedy("generation/smollm2_greedy.jsonl", 0.5, "--dequantize");
     assert!(
         compared >= 5,
         "too few decisive steps compared ({compared})"
@@ -149,7 +178,7 @@ fn greedy_tokens_equal_llama_cpp_q4_1_until_a_close_call() {
 /// both sides compute in f32: every step whose top-2 margin exceeds rounding noise must agree.
 #[test]
 fn greedy_tokens_equal_llama_cpp_f32() {
-    let compared = check_greedy("generation/smollm2_f32_greedy.jsonl", 1e-2);
+    let compared = check_greedy("generation/smollm2_f32_greedy.jsonl", 1e-2, "--dequantize");
     assert!(
         compared >= 100,
         "too few decisive steps compared ({compared})"

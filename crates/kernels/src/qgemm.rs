@@ -499,7 +499,9 @@ mod tests {
             w.extend_from_slice(&0x3c00u16.to_le_bytes()); // d = 1.0
             w.extend(std::iter::repeat_n(0x80u8, 32)); // qs = -128
         }
-        let x: Vec<f32> = (0..cols).map(|i| if i % 3 == 0 { 1.0 } else { -1.0 }).collect();
+        let x: Vec<f32> = (0..cols)
+            .map(|i| if i % 3 == 0 { 1.0 } else { -1.0 })
+            .collect();
         let a = quantize_activations(ActType::Q8_0, &x).unwrap();
         let mut sc = Vec::new();
         act_scales(QuantType::Q8_0, &a, &mut sc);
