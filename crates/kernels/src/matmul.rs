@@ -420,6 +420,87 @@ pub fn matmul_quantized(
     Ok(())
 }
 
+/// Products of one activation row `x` (`cols` values) with up to four quantized matrices of the
+/// same type and width (`ws[i]` holds `outs[i].len()` rows): the decode step's q/k/v or gate/up.
+/// The activations are quantized once and all rows run in one parallel loop, one hand-over
+/// between threads instead of one per matrix. Every output equals that of [`matmul_quantized`]
+/// with `n = 1`, bit for bit.
+pub fn matvec_quantized_many(
+    outs: &mut [&mut [f32]],
+    ws: &[&[u8]],
+    x: &[f32],
+    ty: crate::quant::QuantType,
+    cols: usize,
+    act: &mut Vec<u8>,
+) -> Result<()> {
+    use crate::qdot::{quantize_activations_into, vec_dot_type};
+    const MAX: usize = 4;
+    if outs.len() != ws.len() || outs.len() > MAX {
+        return Err(crate::KernelError::Invalid(format!(
+            "{} outputs for {} matrices (at most {MAX})",
+            outs.len(),
+            ws.len()
+        )));
+    }
+    check_len("matvec input", cols, x.len())?;
+    let wrb = ty.bytes_for(cols)?;
+    for (o, w) in outs.iter().zip(ws) {
+        check_len(
+            "quantized matvec weight bytes",
+            mul("quantized matvec weight", o.len(), wrb)?,
+            w.len(),
+        )?;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::qgemm::available(ty) {
+        let at = vec_dot_type(ty);
+        let arb = at.bytes_for(cols)?;
+        if act.len() < arb {
+            act.resize(arb, 0);
+        }
+        let act = &mut act[..arb];
+        quantize_activations_into(at, x, act)?;
+        let act = &*act;
+        return QSCALES.with(|sc| {
+            let mut sc = sc.borrow_mut();
+            sc.clear();
+            crate::qgemm::act_scales(ty, act, &mut sc);
+            let scales = &sc[..];
+            // Global row g belongs to matrix i where starts[i] <= g < starts[i + 1].
+            let mut starts = [0usize; MAX + 1];
+            let mut ptrs = [SendPtr(std::ptr::null_mut()); MAX];
+            for (i, o) in outs.iter_mut().enumerate() {
+                starts[i + 1] = starts[i] + o.len();
+                ptrs[i] = SendPtr(o.as_mut_ptr());
+            }
+            let k = outs.len();
+            let total = starts[k];
+            let threads = rayon::current_num_threads().max(1);
+            let min_len = (total / (threads * 8)).max(16);
+            let (starts, ptrs) = (&starts, &ptrs);
+            (0..total)
+                .into_par_iter()
+                .with_min_len(min_len)
+                .for_each(|g| {
+                    let i = (1..k).take_while(|&i| starts[i] <= g).count();
+                    let r = g - starts[i];
+                    let mut v = [[0.0f32]];
+                    let wr = &ws[i][r * wrb..(r + 1) * wrb];
+                    crate::qgemm::dot_tile::<1, 1>(ty, [wr], [act], [scales], &mut v);
+                    // SAFETY: r < outs[i].len() (starts are prefix sums of the lengths), each (i, r)
+                    // is written by exactly one task, and `outs` is mutably borrowed throughout.
+                    unsafe { *ptrs[i].0.add(r) = v[0][0] };
+                });
+            Ok(())
+        });
+    }
+    for (o, w) in outs.iter_mut().zip(ws) {
+        let rows = o.len();
+        matmul_quantized(o, x, 1, ty, w, rows, cols, act)?;
+    }
+    Ok(())
+}
+
 thread_local! {
     /// f32 scales of the activation rows of the current quantized product.
     static QSCALES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -679,6 +760,51 @@ mod tests {
 
     /// The quantized product equals, output by output, the scalar oracle `vec_dot_scalar` on the
     /// activation row quantized by itself (legacy quants may differ by f32 reordering only).
+    #[test]
+    fn matvec_quantized_many_equals_one_matrix_at_a_time() {
+        use crate::quant::QuantType;
+        use crate::quantize::quantize_to_vec;
+        let mut seed = 5;
+        let cols = 512usize;
+        for ty in [
+            QuantType::Q4_1,
+            QuantType::Q8_0,
+            QuantType::Q4K,
+            QuantType::Q6K,
+            QuantType::Q5_0,
+        ] {
+            let rows = [37usize, 8, 21];
+            let ws: Vec<Vec<u8>> = rows
+                .iter()
+                .map(|&r| {
+                    let f: Vec<f32> = (0..r * cols).map(|_| lcg(&mut seed)).collect();
+                    quantize_to_vec(ty, &f).unwrap()
+                })
+                .collect();
+            let x: Vec<f32> = (0..cols).map(|_| lcg(&mut seed)).collect();
+            let mut act = Vec::new();
+            let mut outs: Vec<Vec<f32>> = rows.iter().map(|&r| vec![0.0; r]).collect();
+            {
+                let mut o: Vec<&mut [f32]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+                let w: Vec<&[u8]> = ws.iter().map(|v| v.as_slice()).collect();
+                matvec_quantized_many(&mut o, &w, &x, ty, cols, &mut act).unwrap();
+            }
+            for ((w, &r), got) in ws.iter().zip(&rows).zip(&outs) {
+                let mut want = vec![0.0f32; r];
+                matmul_quantized(&mut want, &x, 1, ty, w, r, cols, &mut act).unwrap();
+                let same = want
+                    .iter()
+                    .zip(got)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{ty:?}: {want:?} vs {got:?}");
+            }
+            // Mismatched sizes are errors, not panics.
+            let mut short = vec![0.0f32; 3];
+            let err = matvec_quantized_many(&mut [&mut short], &[&ws[0]], &x, ty, cols, &mut act);
+            assert!(err.is_err());
+        }
+    }
+
     #[test]
     fn matmul_quantized_matches_scalar_oracle() {
         use crate::qdot::{quantize_activations, vec_dot_scalar, vec_dot_type};

@@ -325,9 +325,13 @@ impl Model {
         for (l, lw) in w.layers.iter().enumerate() {
             // Attention: norm → q, k, v → RoPE → cache → causal GQA, per sequence.
             rmsnorm(xb, x, &lw.attn_norm, c.norm_eps)?;
-            lw.wq.matmul(q, xb, n, qa)?;
-            lw.wk.matmul(kb, xb, n, qa)?;
-            lw.wv.matmul(vb, xb, n, qa)?;
+            if n == 1 {
+                Matrix::matvec_many(&[&lw.wq, &lw.wk, &lw.wv], &mut [q, kb, vb], xb, qa)?;
+            } else {
+                lw.wq.matmul(q, xb, n, qa)?;
+                lw.wk.matmul(kb, xb, n, qa)?;
+                lw.wv.matmul(vb, xb, n, qa)?;
+            }
             let mut o = 0usize;
             for seq in seqs.iter_mut() {
                 let m = seq.tokens.len();
@@ -359,8 +363,12 @@ impl Model {
 
             // SwiGLU feed-forward and residual.
             rmsnorm(xb, x, &lw.ffn_norm, c.norm_eps)?;
-            lw.w_gate.matmul(hb, xb, n, qa)?;
-            lw.w_up.matmul(hb2, xb, n, qa)?;
+            if n == 1 {
+                Matrix::matvec_many(&[&lw.w_gate, &lw.w_up], &mut [hb, hb2], xb, qa)?;
+            } else {
+                lw.w_gate.matmul(hb, xb, n, qa)?;
+                lw.w_up.matmul(hb2, xb, n, qa)?;
+            }
             swiglu(hb, hb2)?;
             lw.w_down.matmul(xb2, hb, n, qa)?;
             add_assign(x, xb2)?;

@@ -8,7 +8,7 @@
 
 use llama31_formats::{DType, TensorView};
 use llama31_kernels::convert::{decode_into, WeightDType, WeightRef};
-use llama31_kernels::matmul::{matmul, matmul_quantized};
+use llama31_kernels::matmul::{matmul, matmul_quantized, matvec_quantized_many};
 use llama31_kernels::qdot::vec_dot_type;
 use llama31_kernels::quant::{dequantize, QuantType};
 
@@ -88,6 +88,36 @@ impl Matrix {
             MatrixDType::Quant(qt) => {
                 matmul_quantized(out, x, n, qt, self.data.bytes(), self.rows, self.cols, act)?
             }
+        }
+        Ok(())
+    }
+
+    /// `outs[i] = mats[i] · x` for one activation row (`n = 1`): matrices kept quantized with the
+    /// same type and width share one quantization of `x` and one parallel loop; anything else
+    /// runs matrix by matrix. Results equal [`Matrix::matmul`]'s bit for bit.
+    pub fn matvec_many(
+        mats: &[&Matrix],
+        outs: &mut [&mut [f32]],
+        x: &[f32],
+        act: &mut Vec<u8>,
+    ) -> Result<()> {
+        let fused = match mats.first().map(|m| (m.dtype, m.cols)) {
+            Some((MatrixDType::Quant(qt), cols)) if mats.len() <= 4 => mats
+                .iter()
+                .all(|m| m.dtype == MatrixDType::Quant(qt) && m.cols == cols)
+                .then_some((qt, cols)),
+            _ => None,
+        };
+        if let Some((qt, cols)) = fused {
+            let mut ws: [&[u8]; 4] = [&[]; 4];
+            for (w, m) in ws.iter_mut().zip(mats) {
+                *w = m.data.bytes();
+            }
+            matvec_quantized_many(outs, &ws[..mats.len()], x, qt, cols, act)?;
+            return Ok(());
+        }
+        for (m, o) in mats.iter().zip(outs.iter_mut()) {
+            m.matmul(o, x, 1, act)?;
         }
         Ok(())
     }
