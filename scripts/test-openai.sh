@@ -19,7 +19,7 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "$want" >"$stamp"
 fi
 
-BIN="target/release/llama31"
+BIN="${CARGO_TARGET_DIR:-target}/release/llama31"
 [ -x "$BIN" ] || cargo build --release --bin llama31
 LOG="$(mktemp)"
 # --dequantize: the f32 path answers the test's questions the way the assertions expect (with
