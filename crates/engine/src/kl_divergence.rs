@@ -341,6 +341,43 @@ fn chunk_logits<M: LanguageModel + ?Sized>(
     Ok(logits)
 }
 
+/// What both passes need to know before the first chunk.
+struct Setup {
+    vocab: usize,
+    n_chunk: usize,
+    /// The first scored position of a chunk.
+    first: usize,
+    /// Scored rows per chunk.
+    rows: usize,
+    /// u16 values per saved row (llama.cpp's layout).
+    nv: usize,
+}
+
+/// Checks the chunk layout, the model's context and the token ids.
+fn setup<M: LanguageModel + ?Sized>(
+    model: &M,
+    tokens: &[u32],
+    n_ctx: usize,
+) -> Result<Setup, EngineError> {
+    let vocab = model.vocab_size();
+    let (n_chunk, first, rows) = layout(tokens.len(), n_ctx)?;
+    if n_ctx > model.context_len() {
+        return Err(EngineError::ContextOverflow {
+            prompt_tokens: n_ctx,
+            max_tokens: 0,
+            context: model.context_len(),
+        });
+    }
+    check_tokens(tokens, vocab)?;
+    Ok(Setup {
+        vocab,
+        n_chunk,
+        first,
+        rows,
+        nv: 2 * vocab.div_ceil(2) + 4,
+    })
+}
+
 fn check_tokens(tokens: &[u32], vocab: usize) -> Result<(), EngineError> {
     if let Some((index, &id)) = tokens
         .iter()
@@ -367,17 +404,13 @@ pub fn save_logits<M: LanguageModel + ?Sized>(
     save: &mut dyn FnMut(&[u16]) -> Result<(), EngineError>,
     on_chunk: &mut dyn FnMut(usize, usize, f64),
 ) -> Result<SavedPerplexity, EngineError> {
-    let vocab = model.vocab_size();
-    let (n_chunk, first, rows) = layout(tokens.len(), n_ctx)?;
-    if n_ctx > model.context_len() {
-        return Err(EngineError::ContextOverflow {
-            prompt_tokens: n_ctx,
-            max_tokens: 0,
-            context: model.context_len(),
-        });
-    }
-    check_tokens(tokens, vocab)?;
-    let nv = 2 * vocab.div_ceil(2) + 4;
+    let Setup {
+        vocab,
+        n_chunk,
+        first,
+        rows,
+        nv,
+    } = setup(model, tokens, n_ctx)?;
     let mut out = vec![0u16; rows * nv];
     let (mut nll, mut nll2, mut count) = (0.0f64, 0.0f64, 0usize);
     for c in 0..n_chunk {
@@ -423,17 +456,13 @@ pub fn kl_divergence<M: LanguageModel + ?Sized>(
     next_chunk: &mut dyn FnMut(&mut Vec<u16>) -> Result<bool, EngineError>,
     on_chunk: &mut dyn FnMut(&KlProgress),
 ) -> Result<KlReport, EngineError> {
-    let vocab = model.vocab_size();
-    let (n_chunk, first, rows) = layout(tokens.len(), n_ctx)?;
-    if n_ctx > model.context_len() {
-        return Err(EngineError::ContextOverflow {
-            prompt_tokens: n_ctx,
-            max_tokens: 0,
-            context: model.context_len(),
-        });
-    }
-    check_tokens(tokens, vocab)?;
-    let nv = 2 * vocab.div_ceil(2) + 4;
+    let Setup {
+        vocab,
+        n_chunk,
+        first,
+        rows,
+        nv,
+    } = setup(model, tokens, n_ctx)?;
     let mut s = Sums::default();
     let mut klds = Vec::with_capacity(n_chunk * rows);
     let mut dps = Vec::with_capacity(n_chunk * rows);

@@ -271,8 +271,6 @@ fn q6_part(u: __m256i, y: __m256i, lo: i8, hi: i8) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q6_k(w: &[u8], a: &[u8]) -> f32 {
     let mut sumf = 0.0f32;
-    let m4 = _mm256_set1_epi8(0x0f);
-    let m2 = _mm256_set1_epi8(0x03);
     for (x, yb) in w.chunks_exact(B6K).zip(a.chunks_exact(B8K)) {
         let y = q8k(yb);
         let ql_all = &x[offset_of!(BlockQ6K, ql)..][..QK_K / 2];
@@ -284,17 +282,7 @@ fn dot_q6_k(w: &[u8], a: &[u8]) -> f32 {
             let qa = load32(&ql_all[64 * n..]);
             let qb = load32(&ql_all[64 * n + 32..]);
             let qh = load32(&qh_all[32 * n..]);
-            // the two high bits of each level, already at bit 4
-            let h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4);
-            let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4);
-            let h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4);
-            let h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4);
-            let u = [
-                _mm256_or_si256(_mm256_and_si256(qa, m4), h0),
-                _mm256_or_si256(_mm256_and_si256(qb, m4), h1),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4), h2),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), h3),
-            ];
+            let u = crate::qgemm::q6_levels(qa, qb, qh);
             for (c, &uc) in u.iter().enumerate() {
                 let yv = load32(&y.qs[128 * n + 32 * c..]);
                 let g = 8 * n + 2 * c;

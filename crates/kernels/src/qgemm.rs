@@ -372,6 +372,26 @@ unsafe fn q4_k<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32
     }
 }
 
+/// The 128 six-bit levels (0..64) of one half of a Q6_K block, as four vectors of 32: from 64
+/// low-nibble bytes `qa`, `qb` and the 32 bytes `qh` holding two high bits per level.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn q6_levels(qa: __m256i, qb: __m256i, qh: __m256i) -> [__m256i; 4] {
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m2 = _mm256_set1_epi8(0x03);
+    // The two high bits of each level, already at bit 4.
+    let h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4);
+    let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4);
+    let h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4);
+    let h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4);
+    [
+        _mm256_or_si256(_mm256_and_si256(qa, m4), h0),
+        _mm256_or_si256(_mm256_and_si256(qb, m4), h1),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4), h2),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), h3),
+    ]
+}
+
 /// Q6_K weights × Q8_K activations: `Σ_g sc_g Σ (u − 32)·y` as `Σ_g sc_g Σ u·y − 32 Σ_g sc_g
 /// bsum_g` (exact in i32: |Σ u·y·sc| < 2^23 per block), with the group sums `bsum_g` of the
 /// activation block.
@@ -381,8 +401,6 @@ unsafe fn q4_k<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q6_k<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
     let mut facc = [[_mm256_setzero_ps(); R]; RW];
-    let m4 = _mm256_set1_epi8(0x0f);
-    let m2 = _mm256_set1_epi8(0x03);
     let yq = offset_of!(BlockQ8K, qs);
     let yb = offset_of!(BlockQ8K, bsums);
     for b in 0..t.nb {
@@ -420,16 +438,7 @@ unsafe fn q6_k<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32
                         ld(xs[i], offset_of!(BlockQ6K, qh) + 32 * n),
                     )
                 };
-                let h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4);
-                let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4);
-                let h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4);
-                let h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4);
-                let u = [
-                    _mm256_or_si256(_mm256_and_si256(qa, m4), h0),
-                    _mm256_or_si256(_mm256_and_si256(qb, m4), h1),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4), h2),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), h3),
-                ];
+                let u = q6_levels(qa, qb, qh);
                 for (c, &uc) in u.iter().enumerate() {
                     let g = 8 * n + 2 * c;
                     let scv =
