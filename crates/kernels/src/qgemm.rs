@@ -23,14 +23,54 @@ const B4K: usize = size_of::<BlockQ4K>();
 const B6K: usize = size_of::<BlockQ6K>();
 const B8K: usize = size_of::<BlockQ8K>();
 
+/// The instruction sets the tiled kernels are written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    /// AVX2 + FMA + F16C.
+    Avx2,
+    /// The same plus AVX-512 VNNI on 256-bit vectors (`vpdpbusd` for the 8-bit products of
+    /// Q4_1 and Q8_0; the K-quants keep their AVX2 kernels, whose 16-bit scale products VNNI
+    /// cannot fold in).
+    Vnni,
+}
+
+/// Every instruction set of [`Isa`] this CPU runs (empty without AVX2/FMA/F16C).
+pub(crate) fn isas() -> Vec<Isa> {
+    let mut v = Vec::new();
+    if is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+    {
+        v.push(Isa::Avx2);
+        if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+            v.push(Isa::Vnni);
+        }
+    }
+    v
+}
+
+/// The instruction set the kernels use: the best of [`isas`], or AVX2 when the environment
+/// variable `LLAMA31_KERNELS` is `avx2` (to compare the two on one machine).
+pub(crate) fn isa() -> Option<Isa> {
+    static ISA: std::sync::OnceLock<Option<Isa>> = std::sync::OnceLock::new();
+    *ISA.get_or_init(|| {
+        let all = isas();
+        let best = if std::env::var("LLAMA31_KERNELS").is_ok_and(|v| v == "avx2") {
+            all.first().copied()
+        } else {
+            all.last().copied()
+        };
+        tracing::debug!(?best, "quantized kernels");
+        best
+    })
+}
+
 /// Whether a tiled kernel exists for `ty` on this CPU.
 pub(crate) fn available(ty: QuantType) -> bool {
     matches!(
         ty,
         QuantType::Q4_1 | QuantType::Q8_0 | QuantType::Q4K | QuantType::Q6K
-    ) && is_x86_feature_detected!("avx2")
-        && is_x86_feature_detected!("fma")
-        && is_x86_feature_detected!("f16c")
+    ) && isa().is_some()
 }
 
 /// The f32 scales of one activation row: `d` of every block (and `s` for Q8_1), interleaved as
@@ -71,6 +111,24 @@ pub(crate) fn dot_tile<const RW: usize, const R: usize>(
     scales: [&[f32]; R],
     out: &mut [[f32; R]; RW],
 ) {
+    let isa = isa().unwrap_or(Isa::Avx2);
+    // SAFETY: `isa()` is one of `isas()`, which this CPU runs (and `available(ty)`, checked by
+    // the caller, means it is not None).
+    unsafe { dot_tile_isa(isa, ty, ws, acts, scales, out) };
+}
+
+/// [`dot_tile`] with the kernels of `isa`.
+///
+/// # Safety
+/// `isa` must be one of [`isas`] (an instruction set this CPU runs).
+pub(crate) unsafe fn dot_tile_isa<const RW: usize, const R: usize>(
+    isa: Isa,
+    ty: QuantType,
+    ws: [&[u8]; RW],
+    acts: [&[u8]; R],
+    scales: [&[f32]; R],
+    out: &mut [[f32; R]; RW],
+) {
     let (wb, ab, spb) = match ty {
         QuantType::Q4_1 => (B41, B81, 2),
         QuantType::Q4K => (B4K, B8K, 1),
@@ -98,15 +156,18 @@ pub(crate) fn dot_tile<const RW: usize, const R: usize>(
         a: ap,
         s: sp,
     };
-    // SAFETY: `available(ty)` (checked by the caller) guarantees AVX2, FMA and F16C; every weight
-    // row holds `nb` blocks, every activation row at least `nb` blocks and its scales `nb * spb`
-    // values (asserted above), which is all the kernels read.
+    // SAFETY: `available(ty)` (checked by the caller) guarantees AVX2, FMA and F16C, and `isa`
+    // is one the CPU runs (the caller's contract); every weight row holds `nb` blocks, every
+    // activation row at least `nb` blocks and its scales `nb * spb` values (asserted above),
+    // which is all the kernels read.
     unsafe {
-        match ty {
-            QuantType::Q4_1 => q4_1::<RW, R>(&t, out),
-            QuantType::Q4K => q4_k::<RW, R>(&t, out),
-            QuantType::Q6K => q6_k::<RW, R>(&t, out),
-            _ => q8_0::<RW, R>(&t, out),
+        match (ty, isa) {
+            (QuantType::Q4_1, Isa::Avx2) => q4_1_avx2::<RW, R>(&t, out),
+            (QuantType::Q4_1, Isa::Vnni) => q4_1_vnni::<RW, R>(&t, out),
+            (QuantType::Q4K, _) => q4_k::<RW, R>(&t, out),
+            (QuantType::Q6K, _) => q6_k::<RW, R>(&t, out),
+            (_, Isa::Avx2) => q8_0_avx2::<RW, R>(&t, out),
+            (_, Isa::Vnni) => q8_0_vnni::<RW, R>(&t, out),
         }
     }
 }
@@ -176,94 +237,123 @@ unsafe fn f16x2(p: *const u8, off: usize) -> (f32, f32) {
     (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
 }
 
-/// Q4_1 weights × Q8_1 activations: per block `d_w·d_y · Σ q·y + m_w · s_y`.
-///
-/// # Safety
-/// AVX2, FMA and F16C are available and `t` describes readable blocks ([`dot_tile`]).
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_1<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
-    let mut acc = [[_mm256_setzero_ps(); R]; RW];
-    let mut summs = [[0.0f32; R]; RW];
-    let ones = _mm256_set1_epi16(1);
-    let mask = _mm256_set1_epi8(0x0f);
-    let qs_off = offset_of!(BlockQ4_1, qs);
-    let yq_off = offset_of!(BlockQ8_1, qs);
-    const _: () = assert!(offset_of!(BlockQ4_1, m) == offset_of!(BlockQ4_1, d) + 2);
-    for b in 0..t.nb {
-        let mut q = [_mm256_setzero_si256(); RW];
-        let mut dm = [(0.0f32, 0.0f32); RW];
-        for i in 0..RW {
-            // SAFETY: block b < nb of weight row i.
-            let v = unsafe { ld16(t.w[i], b * B41 + qs_off) };
-            q[i] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), mask);
-            // SAFETY: as above.
-            dm[i] = unsafe { f16x2(t.w[i], b * B41 + offset_of!(BlockQ4_1, d)) };
-        }
-        for j in 0..R {
-            // SAFETY: block b < nb of activation row j and its two scales.
-            let (y, yd, ys) = unsafe {
-                (
-                    ld(t.a[j], b * B81 + yq_off),
-                    *t.s[j].add(2 * b),
-                    *t.s[j].add(2 * b + 1),
-                )
-            };
-            for i in 0..RW {
-                let s = _mm256_madd_epi16(_mm256_maddubs_epi16(q[i], y), ones);
-                let d = _mm256_set1_ps(dm[i].0 * yd);
-                acc[i][j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[i][j]);
-                summs[i][j] += dm[i].1 * ys;
-            }
-        }
-    }
-    for i in 0..RW {
-        for j in 0..R {
-            out[i][j] = hsum(acc[i][j]) + summs[i][j];
-        }
-    }
+/// The 32 products of unsigned bytes `u` and signed bytes `s`, summed in fours into eight i32
+/// lanes (lane k: bytes 4k..4k+4): `maddubs` then `madd` with ones. Exact while no pair of
+/// products exceeds the i16 range, which every caller guarantees.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dot_u8i8_avx2(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
 }
 
-/// Q8_0 weights × Q8_0 activations: `|x| · (y · sign x)` with `maddubs`, exact because the
-/// activations lie in -127..=127 (a pair sums to at most 2 · 128 · 127 < 2^15) whatever the
-/// weight bytes are.
-///
-/// # Safety
-/// AVX2, FMA and F16C are available and `t` describes readable blocks ([`dot_tile`]).
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_0<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
-    let mut acc = [[_mm256_setzero_ps(); R]; RW];
-    let ones = _mm256_set1_epi16(1);
-    let off = offset_of!(BlockQ8_0, qs);
-    for b in 0..t.nb {
-        let mut xv = [_mm256_setzero_si256(); RW];
-        let mut dw = [0.0f32; RW];
-        for i in 0..RW {
-            // SAFETY: block b < nb of weight row i.
-            (xv[i], dw[i]) = unsafe {
-                (
-                    ld(t.w[i], b * B80 + off),
-                    f16(t.w[i], b * B80 + offset_of!(BlockQ8_0, d)),
-                )
-            };
-        }
-        for j in 0..R {
-            // SAFETY: block b < nb of activation row j and its scale.
-            let (y, yd) = unsafe { (ld(t.a[j], b * B80 + off), *t.s[j].add(b)) };
+/// [`dot_u8i8_avx2`] in one AVX-512 VNNI instruction (`vpdpbusd`, no i16 step): the same i32
+/// lanes, bit for bit, under the same guarantee.
+#[inline]
+#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+fn dot_u8i8_vnni(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+}
+
+/// The Q4_1 and Q8_0 kernels for one instruction set: `$dot` is [`dot_u8i8_avx2`] or
+/// [`dot_u8i8_vnni`], which give the same integers, so both sets give the same bits.
+macro_rules! int8_kernels {
+    ($q41:ident, $q80:ident, $feat:literal, $dot:ident) => {
+        /// Q4_1 weights × Q8_1 activations: per block `d_w·d_y · Σ q·y + m_w · s_y`.
+        ///
+        /// # Safety
+        /// AVX2, FMA and F16C are available and `t` describes readable blocks ([`dot_tile`]).
+        #[target_feature(enable = $feat)]
+        unsafe fn $q41<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
+            let mut acc = [[_mm256_setzero_ps(); R]; RW];
+            let mut summs = [[0.0f32; R]; RW];
+            let mask = _mm256_set1_epi8(0x0f);
+            let qs_off = offset_of!(BlockQ4_1, qs);
+            let yq_off = offset_of!(BlockQ8_1, qs);
+            const _: () = assert!(offset_of!(BlockQ4_1, m) == offset_of!(BlockQ4_1, d) + 2);
+            for b in 0..t.nb {
+                let mut q = [_mm256_setzero_si256(); RW];
+                let mut dm = [(0.0f32, 0.0f32); RW];
+                for i in 0..RW {
+                    // SAFETY: block b < nb of weight row i.
+                    let v = unsafe { ld16(t.w[i], b * B41 + qs_off) };
+                    q[i] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), mask);
+                    // SAFETY: as above.
+                    dm[i] = unsafe { f16x2(t.w[i], b * B41 + offset_of!(BlockQ4_1, d)) };
+                }
+                for j in 0..R {
+                    // SAFETY: block b < nb of activation row j and its two scales.
+                    let (y, yd, ys) = unsafe {
+                        (
+                            ld(t.a[j], b * B81 + yq_off),
+                            *t.s[j].add(2 * b),
+                            *t.s[j].add(2 * b + 1),
+                        )
+                    };
+                    for i in 0..RW {
+                        let s = $dot(q[i], y);
+                        let d = _mm256_set1_ps(dm[i].0 * yd);
+                        acc[i][j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[i][j]);
+                        summs[i][j] += dm[i].1 * ys;
+                    }
+                }
+            }
             for i in 0..RW {
-                let ax = _mm256_sign_epi8(xv[i], xv[i]);
-                let yv = _mm256_sign_epi8(y, xv[i]);
-                let s = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, yv), ones);
-                let d = _mm256_set1_ps(dw[i] * yd);
-                acc[i][j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[i][j]);
+                for j in 0..R {
+                    out[i][j] = hsum(acc[i][j]) + summs[i][j];
+                }
             }
         }
-    }
-    for i in 0..RW {
-        for j in 0..R {
-            out[i][j] = hsum(acc[i][j]);
+
+        /// Q8_0 weights × Q8_0 activations: `|x| · (y · sign x)` with `maddubs`, exact because the
+        /// activations lie in -127..=127 (a pair sums to at most 2 · 128 · 127 < 2^15) whatever the
+        /// weight bytes are.
+        ///
+        /// # Safety
+        /// AVX2, FMA and F16C are available and `t` describes readable blocks ([`dot_tile`]).
+        #[target_feature(enable = $feat)]
+        unsafe fn $q80<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
+            let mut acc = [[_mm256_setzero_ps(); R]; RW];
+            let off = offset_of!(BlockQ8_0, qs);
+            for b in 0..t.nb {
+                let mut xv = [_mm256_setzero_si256(); RW];
+                let mut dw = [0.0f32; RW];
+                for i in 0..RW {
+                    // SAFETY: block b < nb of weight row i.
+                    (xv[i], dw[i]) = unsafe {
+                        (
+                            ld(t.w[i], b * B80 + off),
+                            f16(t.w[i], b * B80 + offset_of!(BlockQ8_0, d)),
+                        )
+                    };
+                }
+                for j in 0..R {
+                    // SAFETY: block b < nb of activation row j and its scale.
+                    let (y, yd) = unsafe { (ld(t.a[j], b * B80 + off), *t.s[j].add(b)) };
+                    for i in 0..RW {
+                        let ax = _mm256_sign_epi8(xv[i], xv[i]);
+                        let yv = _mm256_sign_epi8(y, xv[i]);
+                        let s = $dot(ax, yv);
+                        let d = _mm256_set1_ps(dw[i] * yd);
+                        acc[i][j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[i][j]);
+                    }
+                }
+            }
+            for i in 0..RW {
+                for j in 0..R {
+                    out[i][j] = hsum(acc[i][j]);
+                }
+            }
         }
-    }
+    };
 }
+
+int8_kernels!(q4_1_avx2, q8_0_avx2, "avx2,fma,f16c", dot_u8i8_avx2);
+int8_kernels!(
+    q4_1_vnni,
+    q8_0_vnni,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    dot_u8i8_vnni
+);
 
 /// The 12 packed 6-bit scales and mins of a Q4_K block as 16 bytes: scales 0..8, then mins
 /// 0..8 (the same values as [`crate::qdot::scales_mins_k4`], unpacked with word operations).
@@ -497,6 +587,102 @@ mod tests {
         }
     }
 
+    /// Every instruction set's tiles against the scalar oracle, on random blocks and rows of
+    /// several lengths: the AVX2 and VNNI kernels compute the same integers and must agree bit
+    /// for bit; every tile shape gives the same bits for the same (weight, activation) pair.
+    #[test]
+    fn every_isa_and_tile_shape_matches_the_scalar_oracle() {
+        use crate::qdot::{quantize_activations, vec_dot_scalar, vec_dot_type};
+        use crate::quantize::quantize_to_vec;
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let all = isas();
+        for ty in [
+            QuantType::Q4_1,
+            QuantType::Q8_0,
+            QuantType::Q4K,
+            QuantType::Q6K,
+        ] {
+            if !available(ty) {
+                return;
+            }
+            for cols in [256usize, 1024] {
+                let ws: Vec<Vec<u8>> = (0..2)
+                    .map(|_| {
+                        let w: Vec<f32> = (0..cols).map(|_| rnd()).collect();
+                        quantize_to_vec(ty, &w).unwrap()
+                    })
+                    .collect();
+                let acts: Vec<Vec<u8>> = (0..4)
+                    .map(|_| {
+                        let x: Vec<f32> = (0..cols).map(|_| 3.0 * rnd()).collect();
+                        quantize_activations(vec_dot_type(ty), &x).unwrap()
+                    })
+                    .collect();
+                let scales: Vec<Vec<f32>> = acts
+                    .iter()
+                    .map(|a| {
+                        let mut v = Vec::new();
+                        act_scales(ty, a, &mut v);
+                        v
+                    })
+                    .collect();
+                let mut first: Option<[[f32; 4]; 2]> = None;
+                for &isa in &all {
+                    let mut tile = [[0.0f32; 4]; 2];
+                    // SAFETY: `isa` comes from `isas()`.
+                    unsafe {
+                        dot_tile_isa::<2, 4>(
+                            isa,
+                            ty,
+                            [&ws[0], &ws[1]],
+                            [&acts[0], &acts[1], &acts[2], &acts[3]],
+                            [&scales[0], &scales[1], &scales[2], &scales[3]],
+                            &mut tile,
+                        )
+                    };
+                    for i in 0..2 {
+                        for j in 0..4 {
+                            let mut one = [[0.0f32]];
+                            // SAFETY: as above.
+                            unsafe {
+                                dot_tile_isa::<1, 1>(
+                                    isa,
+                                    ty,
+                                    [&ws[i]],
+                                    [&acts[j]],
+                                    [&scales[j]],
+                                    &mut one,
+                                )
+                            };
+                            assert_eq!(one[0][0].to_bits(), tile[i][j].to_bits(), "{ty:?} {isa:?}");
+                            let want = vec_dot_scalar(ty, &ws[i], &acts[j], cols).unwrap();
+                            let got = tile[i][j];
+                            assert!(
+                                (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                                "{ty:?} {isa:?} cols={cols}: {got} vs {want}"
+                            );
+                        }
+                    }
+                    match first {
+                        None => first = Some(tile),
+                        Some(f) => assert_eq!(
+                            f.map(|r| r.map(f32::to_bits)),
+                            tile.map(|r| r.map(f32::to_bits)),
+                            "{ty:?}: {isa:?} differs from {:?}",
+                            all[0]
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
     /// Q8_0 weights of -128 (never written by ggml's quantizer, but legal bytes) against
     /// activations of ±127: `maddubs` must not saturate.
     #[test]
@@ -517,10 +703,13 @@ mod tests {
         if !available(QuantType::Q8_0) {
             return;
         }
-        let mut out = [[0.0f32]];
-        dot_tile::<1, 1>(QuantType::Q8_0, [&w], [&a], [&sc], &mut out);
         let want = vec_dot_scalar(QuantType::Q8_0, &w, &a, cols).unwrap();
-        assert_eq!(out[0][0], want);
         assert!(want.abs() > 1000.0, "{want}");
+        for isa in isas() {
+            let mut out = [[0.0f32]];
+            // SAFETY: `isa` comes from `isas()`.
+            unsafe { dot_tile_isa::<1, 1>(isa, QuantType::Q8_0, [&w], [&a], [&sc], &mut out) };
+            assert_eq!(out[0][0], want, "{isa:?}");
+        }
     }
 }
