@@ -28,9 +28,9 @@ const B8K: usize = size_of::<BlockQ8K>();
 pub(crate) enum Isa {
     /// AVX2 + FMA + F16C.
     Avx2,
-    /// The same plus AVX-512 VNNI on 256-bit vectors (`vpdpbusd` for the 8-bit products of
-    /// Q4_1 and Q8_0; the K-quants keep their AVX2 kernels, whose 16-bit scale products VNNI
-    /// cannot fold in).
+    /// The same plus AVX-512 VNNI and VL on 256-bit vectors: `vpdpbusd` for the 8-bit products
+    /// of Q4_1 and Q8_0; the K-quants keep their AVX2 arithmetic (VNNI cannot fold in their 16-bit
+    /// scale products) but get AVX-512VL's 32 registers.
     Vnni,
 }
 
@@ -164,8 +164,10 @@ pub(crate) unsafe fn dot_tile_isa<const RW: usize, const R: usize>(
         match (ty, isa) {
             (QuantType::Q4_1, Isa::Avx2) => q4_1_avx2::<RW, R>(&t, out),
             (QuantType::Q4_1, Isa::Vnni) => q4_1_vnni::<RW, R>(&t, out),
-            (QuantType::Q4K, _) => q4_k::<RW, R>(&t, out),
-            (QuantType::Q6K, _) => q6_k::<RW, R>(&t, out),
+            (QuantType::Q4K, Isa::Avx2) => q4_k_avx2::<RW, R>(&t, out),
+            (QuantType::Q4K, Isa::Vnni) => q4_k_vnni::<RW, R>(&t, out),
+            (QuantType::Q6K, Isa::Avx2) => q6_k_avx2::<RW, R>(&t, out),
+            (QuantType::Q6K, Isa::Vnni) => q6_k_vnni::<RW, R>(&t, out),
             (_, Isa::Avx2) => q8_0_avx2::<RW, R>(&t, out),
             (_, Isa::Vnni) => q8_0_vnni::<RW, R>(&t, out),
         }
@@ -387,96 +389,6 @@ fn k4_scales_mins(q: &[u8; 12]) -> [u32; 4] {
     ]
 }
 
-/// Q4_K weights × Q8_K activations: per block `d_w·d_y · Σ_g sc_g Σ q·y − dmin_w·d_y · Σ_g m_g
-/// Σ y`, the group sums of `y` taken from the activation block's `bsums`; f32 partial sums stay
-/// in vector lanes across blocks.
-///
-/// # Safety
-/// AVX2, FMA and F16C are available and `t` describes readable blocks ([`dot_tile`]).
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_k<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
-    let mut acc = [[_mm256_setzero_ps(); R]; RW];
-    let m4 = _mm256_set1_epi8(0x0f);
-    let yq = offset_of!(BlockQ8K, qs);
-    let yb = offset_of!(BlockQ8K, bsums);
-    const _: () = assert!(offset_of!(BlockQ4K, dmin) == offset_of!(BlockQ4K, d) + 2);
-    for b in 0..t.nb {
-        let mut xs = [std::ptr::null::<u8>(); RW];
-        let mut mins = [_mm_setzero_si128(); RW];
-        let mut sc = [[0i16; 16]; RW];
-        let mut dd = [(0.0f32, 0.0f32); RW];
-        for i in 0..RW {
-            // SAFETY: block b < nb of weight row i.
-            let x = unsafe { t.w[i].add(b * B4K) };
-            xs[i] = x;
-            // SAFETY: the 12 scale bytes and the two f16 of the block.
-            let (raw, d) = unsafe {
-                (
-                    x.add(offset_of!(BlockQ4K, scales))
-                        .cast::<[u8; 12]>()
-                        .read_unaligned(),
-                    f16x2(x, offset_of!(BlockQ4K, d)),
-                )
-            };
-            let sm = k4_scales_mins(&raw);
-            let sm = _mm256_cvtepu8_epi16(_mm_set_epi32(
-                sm[3] as i32,
-                sm[2] as i32,
-                sm[1] as i32,
-                sm[0] as i32,
-            ));
-            mins[i] = _mm256_extracti128_si256(sm, 1);
-            // SAFETY: `sc[i]` is 32 writable bytes; `storeu` has no alignment requirement.
-            unsafe { _mm256_storeu_si256(sc[i].as_mut_ptr().cast(), sm) };
-            dd[i] = d;
-        }
-        let mut ys = [std::ptr::null::<u8>(); R];
-        for j in 0..R {
-            // SAFETY: block b < nb of activation row j.
-            ys[j] = unsafe { t.a[j].add(b * B8K) };
-        }
-        let mut iacc = [[_mm256_setzero_si256(); R]; RW];
-        for g in 0..QK_K / 64 {
-            for i in 0..RW {
-                // SAFETY: bytes 32g .. 32g + 32 of the block's 128 quant bytes.
-                let v = unsafe { ld(xs[i], offset_of!(BlockQ4K, qs) + 32 * g) };
-                let lo = _mm256_and_si256(v, m4);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-                let s_lo = _mm256_set1_epi16(sc[i][2 * g]);
-                let s_hi = _mm256_set1_epi16(sc[i][2 * g + 1]);
-                for j in 0..R {
-                    // SAFETY: bytes yq + 64g .. yq + 64g + 64 <= yq + QK_K of the block.
-                    let (y0, y1) = unsafe { (ld(ys[j], yq + 64 * g), ld(ys[j], yq + 64 * g + 32)) };
-                    let s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s_lo);
-                    let s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s_hi);
-                    iacc[i][j] = _mm256_add_epi32(iacc[i][j], _mm256_add_epi32(s0, s1));
-                }
-            }
-        }
-        for j in 0..R {
-            // SAFETY: the scale of block b and the block's 16 i16 group sums.
-            let (yd, bs) = unsafe { (*t.s[j].add(b), ld(ys[j], yb)) };
-            // 16 sums of 16 activations, paired into the 8 sums of 32 the mins apply to.
-            let q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-            for i in 0..RW {
-                let a = _mm256_fmadd_ps(
-                    _mm256_set1_ps(dd[i].0 * yd),
-                    _mm256_cvtepi32_ps(iacc[i][j]),
-                    acc[i][j],
-                );
-                let prod = _mm256_zextsi128_si256(_mm_madd_epi16(mins[i], q8s));
-                acc[i][j] =
-                    _mm256_fnmadd_ps(_mm256_set1_ps(dd[i].1 * yd), _mm256_cvtepi32_ps(prod), a);
-            }
-        }
-    }
-    for i in 0..RW {
-        for j in 0..R {
-            out[i][j] = hsum(acc[i][j]);
-        }
-    }
-}
-
 /// The 128 six-bit levels (0..64) of one half of a Q6_K block, as four vectors of 32: from 64
 /// low-nibble bytes `qa`, `qb` and the 32 bytes `qh` holding two high bits per level.
 #[inline]
@@ -497,82 +409,190 @@ pub(crate) fn q6_levels(qa: __m256i, qb: __m256i, qh: __m256i) -> [__m256i; 4] {
     ]
 }
 
-/// Q6_K weights × Q8_K activations: `Σ_g sc_g Σ (u − 32)·y` as `Σ_g sc_g Σ u·y − 32 Σ_g sc_g
-/// bsum_g` (exact in i32: |Σ u·y·sc| < 2^23 per block), with the group sums `bsum_g` of the
-/// activation block.
-///
-/// # Safety
-/// AVX2, FMA and F16C are available and `t` describes readable blocks ([`dot_tile`]).
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q6_k<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
-    let mut facc = [[_mm256_setzero_ps(); R]; RW];
-    let yq = offset_of!(BlockQ8K, qs);
-    let yb = offset_of!(BlockQ8K, bsums);
-    for b in 0..t.nb {
-        let mut ys = [std::ptr::null::<u8>(); R];
-        for j in 0..R {
-            // SAFETY: block b < nb of activation row j.
-            ys[j] = unsafe { t.a[j].add(b * B8K) };
-        }
-        let mut xs = [std::ptr::null::<u8>(); RW];
-        let mut sc = [[0i16; 16]; RW];
-        let mut acc = [[_mm256_setzero_si256(); R]; RW];
-        for i in 0..RW {
-            // SAFETY: block b < nb of weight row i, its 16 scale bytes.
-            let x = unsafe { t.w[i].add(b * B6K) };
-            xs[i] = x;
-            // SAFETY: as above.
-            let sc16 = _mm256_cvtepi8_epi16(unsafe { ld16(x, offset_of!(BlockQ6K, scales)) });
-            // SAFETY: `sc[i]` is 32 writable bytes; `storeu` has no alignment requirement.
-            unsafe { _mm256_storeu_si256(sc[i].as_mut_ptr().cast(), sc16) };
-            for j in 0..R {
-                // 32 · Σ_g sc_g · bsum_g, subtracted once instead of 32 from every level.
-                // SAFETY: the 16 i16 group sums of the activation block.
-                let bs = unsafe { ld(ys[j], yb) };
-                acc[i][j] = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5);
-                acc[i][j] = _mm256_sub_epi32(_mm256_setzero_si256(), acc[i][j]);
-            }
-        }
-        for n in 0..QK_K / 128 {
-            for i in 0..RW {
-                // SAFETY: 64 of the 128 low-bit bytes and 32 of the 64 high-bit bytes.
-                let (qa, qb, qh) = unsafe {
-                    (
-                        ld(xs[i], offset_of!(BlockQ6K, ql) + 64 * n),
-                        ld(xs[i], offset_of!(BlockQ6K, ql) + 64 * n + 32),
-                        ld(xs[i], offset_of!(BlockQ6K, qh) + 32 * n),
-                    )
-                };
-                let u = q6_levels(qa, qb, qh);
-                for (c, &uc) in u.iter().enumerate() {
-                    let g = 8 * n + 2 * c;
-                    let scv =
-                        _mm256_set_m128i(_mm_set1_epi16(sc[i][g + 1]), _mm_set1_epi16(sc[i][g]));
-                    for j in 0..R {
-                        // SAFETY: bytes yq + 128n + 32c + 32 <= yq + QK_K of the block.
-                        let yv = unsafe { ld(ys[j], yq + 128 * n + 32 * c) };
-                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(uc, yv), scv);
-                        acc[i][j] = _mm256_add_epi32(acc[i][j], p);
+/// The Q4_K and Q6_K kernels for one set of target features: the same code, compiled for AVX2
+/// alone or with AVX-512VL, whose 32 vector registers hold a 2 × 4 tile's integer and float
+/// accumulators without spilling.
+macro_rules! kquant_kernels {
+    ($q4k:ident, $q6k:ident, $feat:literal) => {
+        /// Q4_K weights × Q8_K activations: per block `d_w·d_y · Σ_g sc_g Σ q·y − dmin_w·d_y · Σ_g m_g
+        /// Σ y`, the group sums of `y` taken from the activation block's `bsums`; f32 partial sums stay
+        /// in vector lanes across blocks.
+        ///
+        /// # Safety
+        /// AVX2, FMA and F16C are available and `t` describes readable blocks ([`dot_tile`]).
+        #[target_feature(enable = $feat)]
+        unsafe fn $q4k<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
+            let mut acc = [[_mm256_setzero_ps(); R]; RW];
+            let m4 = _mm256_set1_epi8(0x0f);
+            let yq = offset_of!(BlockQ8K, qs);
+            let yb = offset_of!(BlockQ8K, bsums);
+            const _: () = assert!(offset_of!(BlockQ4K, dmin) == offset_of!(BlockQ4K, d) + 2);
+            for b in 0..t.nb {
+                let mut xs = [std::ptr::null::<u8>(); RW];
+                let mut mins = [_mm_setzero_si128(); RW];
+                let mut sc = [[0i16; 16]; RW];
+                let mut dd = [(0.0f32, 0.0f32); RW];
+                for i in 0..RW {
+                    // SAFETY: block b < nb of weight row i.
+                    let x = unsafe { t.w[i].add(b * B4K) };
+                    xs[i] = x;
+                    // SAFETY: the 12 scale bytes and the two f16 of the block.
+                    let (raw, d) = unsafe {
+                        (
+                            x.add(offset_of!(BlockQ4K, scales))
+                                .cast::<[u8; 12]>()
+                                .read_unaligned(),
+                            f16x2(x, offset_of!(BlockQ4K, d)),
+                        )
+                    };
+                    let sm = k4_scales_mins(&raw);
+                    let sm = _mm256_cvtepu8_epi16(_mm_set_epi32(
+                        sm[3] as i32,
+                        sm[2] as i32,
+                        sm[1] as i32,
+                        sm[0] as i32,
+                    ));
+                    mins[i] = _mm256_extracti128_si256(sm, 1);
+                    // SAFETY: `sc[i]` is 32 writable bytes; `storeu` has no alignment requirement.
+                    unsafe { _mm256_storeu_si256(sc[i].as_mut_ptr().cast(), sm) };
+                    dd[i] = d;
+                }
+                let mut ys = [std::ptr::null::<u8>(); R];
+                for j in 0..R {
+                    // SAFETY: block b < nb of activation row j.
+                    ys[j] = unsafe { t.a[j].add(b * B8K) };
+                }
+                let mut iacc = [[_mm256_setzero_si256(); R]; RW];
+                for g in 0..QK_K / 64 {
+                    for i in 0..RW {
+                        // SAFETY: bytes 32g .. 32g + 32 of the block's 128 quant bytes.
+                        let v = unsafe { ld(xs[i], offset_of!(BlockQ4K, qs) + 32 * g) };
+                        let lo = _mm256_and_si256(v, m4);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                        let s_lo = _mm256_set1_epi16(sc[i][2 * g]);
+                        let s_hi = _mm256_set1_epi16(sc[i][2 * g + 1]);
+                        for j in 0..R {
+                            // SAFETY: bytes yq + 64g .. yq + 64g + 64 <= yq + QK_K of the block.
+                            let (y0, y1) =
+                                unsafe { (ld(ys[j], yq + 64 * g), ld(ys[j], yq + 64 * g + 32)) };
+                            let s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s_lo);
+                            let s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s_hi);
+                            iacc[i][j] = _mm256_add_epi32(iacc[i][j], _mm256_add_epi32(s0, s1));
+                        }
+                    }
+                }
+                for j in 0..R {
+                    // SAFETY: the scale of block b and the block's 16 i16 group sums.
+                    let (yd, bs) = unsafe { (*t.s[j].add(b), ld(ys[j], yb)) };
+                    // 16 sums of 16 activations, paired into the 8 sums of 32 the mins apply to.
+                    let q8s =
+                        _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+                    for i in 0..RW {
+                        let a = _mm256_fmadd_ps(
+                            _mm256_set1_ps(dd[i].0 * yd),
+                            _mm256_cvtepi32_ps(iacc[i][j]),
+                            acc[i][j],
+                        );
+                        let prod = _mm256_zextsi128_si256(_mm_madd_epi16(mins[i], q8s));
+                        acc[i][j] = _mm256_fnmadd_ps(
+                            _mm256_set1_ps(dd[i].1 * yd),
+                            _mm256_cvtepi32_ps(prod),
+                            a,
+                        );
                     }
                 }
             }
-        }
-        for i in 0..RW {
-            // SAFETY: the f16 scale of the weight block.
-            let dw = unsafe { f16(xs[i], offset_of!(BlockQ6K, d)) };
-            for j in 0..R {
-                // SAFETY: the scale of block b < nb.
-                let d = _mm256_set1_ps(dw * unsafe { *t.s[j].add(b) });
-                facc[i][j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(acc[i][j]), facc[i][j]);
+            for i in 0..RW {
+                for j in 0..R {
+                    out[i][j] = hsum(acc[i][j]);
+                }
             }
         }
-    }
-    for i in 0..RW {
-        for j in 0..R {
-            out[i][j] = hsum(facc[i][j]);
+
+        /// Q6_K weights × Q8_K activations: `Σ_g sc_g Σ (u − 32)·y` as `Σ_g sc_g Σ u·y − 32 Σ_g sc_g
+        /// bsum_g` (exact in i32: |Σ u·y·sc| < 2^23 per block), with the group sums `bsum_g` of the
+        /// activation block.
+        ///
+        /// # Safety
+        /// AVX2, FMA and F16C are available and `t` describes readable blocks ([`dot_tile`]).
+        #[target_feature(enable = $feat)]
+        unsafe fn $q6k<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
+            let mut facc = [[_mm256_setzero_ps(); R]; RW];
+            let yq = offset_of!(BlockQ8K, qs);
+            let yb = offset_of!(BlockQ8K, bsums);
+            for b in 0..t.nb {
+                let mut ys = [std::ptr::null::<u8>(); R];
+                for j in 0..R {
+                    // SAFETY: block b < nb of activation row j.
+                    ys[j] = unsafe { t.a[j].add(b * B8K) };
+                }
+                let mut xs = [std::ptr::null::<u8>(); RW];
+                let mut sc = [[0i16; 16]; RW];
+                let mut acc = [[_mm256_setzero_si256(); R]; RW];
+                for i in 0..RW {
+                    // SAFETY: block b < nb of weight row i, its 16 scale bytes.
+                    let x = unsafe { t.w[i].add(b * B6K) };
+                    xs[i] = x;
+                    // SAFETY: as above.
+                    let sc16 =
+                        _mm256_cvtepi8_epi16(unsafe { ld16(x, offset_of!(BlockQ6K, scales)) });
+                    // SAFETY: `sc[i]` is 32 writable bytes; `storeu` has no alignment requirement.
+                    unsafe { _mm256_storeu_si256(sc[i].as_mut_ptr().cast(), sc16) };
+                    for j in 0..R {
+                        // 32 · Σ_g sc_g · bsum_g, subtracted once instead of 32 from every level.
+                        // SAFETY: the 16 i16 group sums of the activation block.
+                        let bs = unsafe { ld(ys[j], yb) };
+                        acc[i][j] = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5);
+                        acc[i][j] = _mm256_sub_epi32(_mm256_setzero_si256(), acc[i][j]);
+                    }
+                }
+                for n in 0..QK_K / 128 {
+                    for i in 0..RW {
+                        // SAFETY: 64 of the 128 low-bit bytes and 32 of the 64 high-bit bytes.
+                        let (qa, qb, qh) = unsafe {
+                            (
+                                ld(xs[i], offset_of!(BlockQ6K, ql) + 64 * n),
+                                ld(xs[i], offset_of!(BlockQ6K, ql) + 64 * n + 32),
+                                ld(xs[i], offset_of!(BlockQ6K, qh) + 32 * n),
+                            )
+                        };
+                        let u = q6_levels(qa, qb, qh);
+                        for (c, &uc) in u.iter().enumerate() {
+                            let g = 8 * n + 2 * c;
+                            let scv = _mm256_set_m128i(
+                                _mm_set1_epi16(sc[i][g + 1]),
+                                _mm_set1_epi16(sc[i][g]),
+                            );
+                            for j in 0..R {
+                                // SAFETY: bytes yq + 128n + 32c + 32 <= yq + QK_K of the block.
+                                let yv = unsafe { ld(ys[j], yq + 128 * n + 32 * c) };
+                                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(uc, yv), scv);
+                                acc[i][j] = _mm256_add_epi32(acc[i][j], p);
+                            }
+                        }
+                    }
+                }
+                for i in 0..RW {
+                    // SAFETY: the f16 scale of the weight block.
+                    let dw = unsafe { f16(xs[i], offset_of!(BlockQ6K, d)) };
+                    for j in 0..R {
+                        // SAFETY: the scale of block b < nb.
+                        let d = _mm256_set1_ps(dw * unsafe { *t.s[j].add(b) });
+                        facc[i][j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(acc[i][j]), facc[i][j]);
+                    }
+                }
+            }
+            for i in 0..RW {
+                for j in 0..R {
+                    out[i][j] = hsum(facc[i][j]);
+                }
+            }
         }
-    }
+    };
 }
+
+kquant_kernels!(q4_k_avx2, q6_k_avx2, "avx2,fma,f16c");
+kquant_kernels!(q4_k_vnni, q6_k_vnni, "avx2,fma,f16c,avx512vnni,avx512vl");
 
 #[cfg(test)]
 mod tests {
