@@ -542,6 +542,8 @@ fn tiled_quantized(
     let n_blocks = rows.div_ceil(QROW_BLOCK);
     let min_len = (n_blocks / (threads * 4)).max(1);
     let optr = SendPtr(out.as_mut_ptr());
+    // Tiles of four weight rows where the kernel has the registers for them.
+    let wide = crate::qgemm::wide_tiles(ty);
     let arow = |t: usize| &act[t * arb..(t + 1) * arb];
     let srow = |t: usize| &scales[t * spr..(t + 1) * spr];
     (0..n_blocks)
@@ -557,6 +559,24 @@ fn tiled_quantized(
                 // Tiles of two weight rows × four activation rows (eight accumulators), then the
                 // odd row alone.
                 let mut r = r0;
+                while wide && k == 4 && r + 4 <= r1 {
+                    let mut o = [[0.0f32; 4]; 4];
+                    let wr = |i: usize| &w[(r + i) * wrb..(r + i + 1) * wrb];
+                    dot_tile::<4, 4>(
+                        ty,
+                        [wr(0), wr(1), wr(2), wr(3)],
+                        [arow(t), arow(t + 1), arow(t + 2), arow(t + 3)],
+                        [srow(t), srow(t + 1), srow(t + 2), srow(t + 3)],
+                        &mut o,
+                    );
+                    for (i, oi) in o.iter().enumerate() {
+                        for (j, val) in oi.iter().enumerate() {
+                            // SAFETY: as below, for rows r + i < r1 <= rows.
+                            unsafe { *optr.0.add((t + j) * rows + r + i) = *val };
+                        }
+                    }
+                    r += 4;
+                }
                 while k == 4 && r + 2 <= r1 {
                     let mut o = [[0.0f32; 4]; 2];
                     dot_tile::<2, 4>(

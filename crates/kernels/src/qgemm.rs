@@ -65,6 +65,12 @@ pub(crate) fn isa() -> Option<Isa> {
     })
 }
 
+/// Whether batched products of `ty` should use tiles of four weight rows × four activation rows
+/// (the VNNI Q8_0 kernel: 16 accumulators fit AVX-512VL's 32 registers) rather than two × four.
+pub(crate) fn wide_tiles(ty: QuantType) -> bool {
+    ty == QuantType::Q8_0 && isa() == Some(Isa::Vnni)
+}
+
 /// Whether a tiled kernel exists for `ty` on this CPU.
 pub(crate) fn available(ty: QuantType) -> bool {
     matches!(
@@ -271,10 +277,10 @@ fn dot_u8i8_vnni(u: __m256i, s: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
 }
 
-/// The Q4_1 and Q8_0 kernels for one instruction set: `$dot` is [`dot_u8i8_avx2`] or
-/// [`dot_u8i8_vnni`], which give the same integers, so both sets give the same bits.
-macro_rules! int8_kernels {
-    ($q41:ident, $q80:ident, $feat:literal, $dot:ident) => {
+/// The Q4_1 kernel for one instruction set: `$dot` is [`dot_u8i8_avx2`] or [`dot_u8i8_vnni`],
+/// which give the same integers, so both sets give the same bits.
+macro_rules! q4_1_kernel {
+    ($q41:ident, $feat:literal, $dot:ident) => {
         /// Q4_1 weights × Q8_1 activations: per block `d_w·d_y · Σ q·y + m_w · s_y`.
         ///
         /// # Safety
@@ -320,57 +326,104 @@ macro_rules! int8_kernels {
                 }
             }
         }
-
-        /// Q8_0 weights × Q8_0 activations: `|x| · (y · sign x)` with `maddubs`, exact because the
-        /// activations lie in -127..=127 (a pair sums to at most 2 · 128 · 127 < 2^15) whatever the
-        /// weight bytes are.
-        ///
-        /// # Safety
-        /// AVX2, FMA and F16C are available and `t` describes readable blocks ([`dot_tile`]).
-        #[target_feature(enable = $feat)]
-        unsafe fn $q80<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
-            let mut acc = [[_mm256_setzero_ps(); R]; RW];
-            let off = offset_of!(BlockQ8_0, qs);
-            for b in 0..t.nb {
-                let mut xv = [_mm256_setzero_si256(); RW];
-                let mut dw = [0.0f32; RW];
-                for i in 0..RW {
-                    // SAFETY: block b < nb of weight row i.
-                    (xv[i], dw[i]) = unsafe {
-                        (
-                            ld(t.w[i], b * B80 + off),
-                            f16(t.w[i], b * B80 + offset_of!(BlockQ8_0, d)),
-                        )
-                    };
-                }
-                for j in 0..R {
-                    // SAFETY: block b < nb of activation row j and its scale.
-                    let (y, yd) = unsafe { (ld(t.a[j], b * B80 + off), *t.s[j].add(b)) };
-                    for i in 0..RW {
-                        let ax = _mm256_sign_epi8(xv[i], xv[i]);
-                        let yv = _mm256_sign_epi8(y, xv[i]);
-                        let s = $dot(ax, yv);
-                        let d = _mm256_set1_ps(dw[i] * yd);
-                        acc[i][j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[i][j]);
-                    }
-                }
-            }
-            for i in 0..RW {
-                for j in 0..R {
-                    out[i][j] = hsum(acc[i][j]);
-                }
-            }
-        }
     };
 }
 
-int8_kernels!(q4_1_avx2, q8_0_avx2, "avx2,fma,f16c", dot_u8i8_avx2);
-int8_kernels!(
+q4_1_kernel!(q4_1_avx2, "avx2,fma,f16c", dot_u8i8_avx2);
+q4_1_kernel!(
     q4_1_vnni,
-    q8_0_vnni,
     "avx2,fma,f16c,avx512vnni,avx512vl",
     dot_u8i8_vnni
 );
+
+/// Q8_0 weights × Q8_0 activations: `|x| · (y · sign x)` with `maddubs`, exact because the
+/// activations lie in -127..=127 (a pair sums to at most 2 · 128 · 127 < 2^15) whatever the
+/// weight bytes are.
+///
+/// # Safety
+/// AVX2, FMA and F16C are available and `t` describes readable blocks ([`dot_tile`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0_avx2<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
+    let mut acc = [[_mm256_setzero_ps(); R]; RW];
+    let off = offset_of!(BlockQ8_0, qs);
+    for b in 0..t.nb {
+        let mut xv = [_mm256_setzero_si256(); RW];
+        let mut dw = [0.0f32; RW];
+        for i in 0..RW {
+            // SAFETY: block b < nb of weight row i.
+            (xv[i], dw[i]) = unsafe {
+                (
+                    ld(t.w[i], b * B80 + off),
+                    f16(t.w[i], b * B80 + offset_of!(BlockQ8_0, d)),
+                )
+            };
+        }
+        for j in 0..R {
+            // SAFETY: block b < nb of activation row j and its scale.
+            let (y, yd) = unsafe { (ld(t.a[j], b * B80 + off), *t.s[j].add(b)) };
+            for i in 0..RW {
+                let ax = _mm256_sign_epi8(xv[i], xv[i]);
+                let yv = _mm256_sign_epi8(y, xv[i]);
+                let s = dot_u8i8_avx2(ax, yv);
+                let d = _mm256_set1_ps(dw[i] * yd);
+                acc[i][j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[i][j]);
+            }
+        }
+    }
+    for i in 0..RW {
+        for j in 0..R {
+            out[i][j] = hsum(acc[i][j]);
+        }
+    }
+}
+
+/// [`q8_0_avx2`] with VNNI and without the per-product sign: `Σ x·y = Σ (x + 128)·y − 128·Σ y`,
+/// the unsigned `x + 128` made once per weight block, `−128·Σ y` (per group of four bytes, as
+/// `vpdpbusd` sums) once per activation block and used as the accumulator the product adds to,
+/// and the scale product as one vector multiply. The same integers and the same f32 operations as
+/// [`q8_0_avx2`], so the same bits.
+///
+/// # Safety
+/// AVX2, FMA, F16C, AVX-512 VNNI and VL are available and `t` describes readable blocks
+/// ([`dot_tile`]).
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+unsafe fn q8_0_vnni<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
+    let mut acc = [[_mm256_setzero_ps(); R]; RW];
+    let off = offset_of!(BlockQ8_0, qs);
+    let bias = _mm256_set1_epi8(-128); // 0x80: as unsigned, 128; xor adds 128 to a signed byte
+    let zero = _mm256_setzero_si256();
+    for b in 0..t.nb {
+        let mut ux = [zero; RW];
+        let mut dw = [_mm256_setzero_ps(); RW];
+        for i in 0..RW {
+            // SAFETY: block b < nb of weight row i.
+            let (x, d) = unsafe {
+                (
+                    ld(t.w[i], b * B80 + off),
+                    f16(t.w[i], b * B80 + offset_of!(BlockQ8_0, d)),
+                )
+            };
+            ux[i] = _mm256_xor_si256(x, bias);
+            dw[i] = _mm256_set1_ps(d);
+        }
+        for j in 0..R {
+            // SAFETY: block b < nb of activation row j and its scale.
+            let (y, yd) = unsafe { (ld(t.a[j], b * B80 + off), *t.s[j].add(b)) };
+            let neg = _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, bias, y));
+            let yd = _mm256_set1_ps(yd);
+            for i in 0..RW {
+                let s = _mm256_dpbusd_epi32(neg, ux[i], y);
+                let d = _mm256_mul_ps(dw[i], yd);
+                acc[i][j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[i][j]);
+            }
+        }
+    }
+    for i in 0..RW {
+        for j in 0..R {
+            out[i][j] = hsum(acc[i][j]);
+        }
+    }
+}
 
 /// The 12 packed 6-bit scales and mins of a Q4_K block as 16 bytes: scales 0..8, then mins
 /// 0..8 (the same values as [`crate::qdot::scales_mins_k4`], unpacked with word operations).
