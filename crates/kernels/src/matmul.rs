@@ -556,43 +556,30 @@ fn tiled_quantized(
             let mut t = 0;
             while t < n {
                 let k = if t + 4 <= n { 4 } else { 1 };
-                // Tiles of two weight rows × four activation rows (eight accumulators), then the
-                // odd row alone.
+                // Tiles of four (where `wide`) or two weight rows × four activation rows, then
+                // the odd row alone.
                 let mut r = r0;
-                while wide && k == 4 && r + 4 <= r1 {
-                    let mut o = [[0.0f32; 4]; 4];
-                    let wr = |i: usize| &w[(r + i) * wrb..(r + i + 1) * wrb];
-                    dot_tile::<4, 4>(
+                if k == 4 {
+                    let acts = [arow(t), arow(t + 1), arow(t + 2), arow(t + 3)];
+                    let scs = [srow(t), srow(t + 1), srow(t + 2), srow(t + 3)];
+                    let tiles = QuadTiles {
                         ty,
-                        [wr(0), wr(1), wr(2), wr(3)],
-                        [arow(t), arow(t + 1), arow(t + 2), arow(t + 3)],
-                        [srow(t), srow(t + 1), srow(t + 2), srow(t + 3)],
-                        &mut o,
-                    );
-                    for (i, oi) in o.iter().enumerate() {
-                        for (j, val) in oi.iter().enumerate() {
-                            // SAFETY: as below, for rows r + i < r1 <= rows.
-                            unsafe { *optr.0.add((t + j) * rows + r + i) = *val };
+                        w,
+                        wrb,
+                        acts,
+                        scs,
+                        out: optr,
+                        rows,
+                        t,
+                    };
+                    // SAFETY: t + 4 <= n and r1 <= rows, `out` holds n * rows values
+                    // (checked by `matmul_quantized`), and only this task writes rows r0..r1.
+                    unsafe {
+                        if wide {
+                            r = tiles.run::<4>(r, r1);
                         }
+                        r = tiles.run::<2>(r, r1);
                     }
-                    r += 4;
-                }
-                while k == 4 && r + 2 <= r1 {
-                    let mut o = [[0.0f32; 4]; 2];
-                    dot_tile::<2, 4>(
-                        ty,
-                        [&w[r * wrb..(r + 1) * wrb], &w[(r + 1) * wrb..(r + 2) * wrb]],
-                        [arow(t), arow(t + 1), arow(t + 2), arow(t + 3)],
-                        [srow(t), srow(t + 1), srow(t + 2), srow(t + 3)],
-                        &mut o,
-                    );
-                    for (i, oi) in o.iter().enumerate() {
-                        for (j, val) in oi.iter().enumerate() {
-                            // SAFETY: as below, for rows r + i < r1 <= rows.
-                            unsafe { *optr.0.add((t + j) * rows + r + i) = *val };
-                        }
-                    }
-                    r += 2;
                 }
                 for r in r..r1 {
                     let wr = &w[r * wrb..(r + 1) * wrb];
@@ -625,6 +612,46 @@ fn tiled_quantized(
 }
 
 const QROW_BLOCK: usize = 32;
+
+/// Four activation rows `t..t + 4` against weight rows taken `RW` at a time, written into the
+/// `[n × rows]` output.
+#[cfg(target_arch = "x86_64")]
+struct QuadTiles<'a> {
+    ty: crate::quant::QuantType,
+    w: &'a [u8],
+    wrb: usize,
+    acts: [&'a [u8]; 4],
+    scs: [&'a [f32]; 4],
+    out: &'a SendPtr,
+    rows: usize,
+    t: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl QuadTiles<'_> {
+    /// Tiles of `RW` weight rows from `r` while they fit below `r1`; returns the first row left.
+    ///
+    /// # Safety
+    /// `out` points to `(t + 4) * rows` or more values, `r1 <= rows`, and no other thread writes
+    /// the rows `r..r1` of the four activation rows.
+    unsafe fn run<const RW: usize>(&self, mut r: usize, r1: usize) -> usize {
+        while r + RW <= r1 {
+            let mut o = [[0.0f32; 4]; RW];
+            let ws: [&[u8]; RW] =
+                std::array::from_fn(|i| &self.w[(r + i) * self.wrb..(r + i + 1) * self.wrb]);
+            crate::qgemm::dot_tile::<RW, 4>(self.ty, ws, self.acts, self.scs, &mut o);
+            for (i, oi) in o.iter().enumerate() {
+                for (j, val) in oi.iter().enumerate() {
+                    // SAFETY: (t + j) * rows + r + i < (t + 4) * rows because r + i < r1 <= rows
+                    // (the caller's contract), and this thread alone writes these rows.
+                    unsafe { *self.out.0.add((self.t + j) * self.rows + r + i) = *val };
+                }
+            }
+            r += RW;
+        }
+        r
+    }
+}
 
 #[cfg(test)]
 mod tests {

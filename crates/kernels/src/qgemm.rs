@@ -50,15 +50,22 @@ pub(crate) fn isas() -> Vec<Isa> {
 }
 
 /// The instruction set the kernels use: the best of [`isas`], or AVX2 when the environment
-/// variable `LLAMA31_KERNELS` is `avx2` (to compare the two on one machine).
+/// variable `LLAMA31_KERNELS` is `avx2` (to compare the two on one machine; another value than
+/// `avx2` or `best` is logged and ignored).
 pub(crate) fn isa() -> Option<Isa> {
     static ISA: std::sync::OnceLock<Option<Isa>> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| {
         let all = isas();
-        let best = if std::env::var("LLAMA31_KERNELS").is_ok_and(|v| v == "avx2") {
-            all.first().copied()
-        } else {
-            all.last().copied()
+        let best = match std::env::var("LLAMA31_KERNELS").ok().as_deref() {
+            Some("avx2") => all.first().copied(),
+            None | Some("") | Some("best") => all.last().copied(),
+            Some(other) => {
+                tracing::warn!(
+                    value = other,
+                    "LLAMA31_KERNELS is `avx2` or `best`; using the best"
+                );
+                all.last().copied()
+            }
         };
         tracing::debug!(?best, "quantized kernels");
         best
@@ -284,7 +291,7 @@ macro_rules! q4_1_kernel {
         /// Q4_1 weights × Q8_1 activations: per block `d_w·d_y · Σ q·y + m_w · s_y`.
         ///
         /// # Safety
-        /// AVX2, FMA and F16C are available and `t` describes readable blocks ([`dot_tile`]).
+        #[doc = concat!("The CPU has `", $feat, "` and `t` describes readable blocks ([`dot_tile`]).")]
         #[target_feature(enable = $feat)]
         unsafe fn $q41<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
             let mut acc = [[_mm256_setzero_ps(); R]; RW];
@@ -472,7 +479,7 @@ macro_rules! kquant_kernels {
         /// in vector lanes across blocks.
         ///
         /// # Safety
-        /// AVX2, FMA and F16C are available and `t` describes readable blocks ([`dot_tile`]).
+        #[doc = concat!("The CPU has `", $feat, "` and `t` describes readable blocks ([`dot_tile`]).")]
         #[target_feature(enable = $feat)]
         unsafe fn $q4k<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
             let mut acc = [[_mm256_setzero_ps(); R]; RW];
@@ -567,7 +574,7 @@ macro_rules! kquant_kernels {
         /// activation block.
         ///
         /// # Safety
-        /// AVX2, FMA and F16C are available and `t` describes readable blocks ([`dot_tile`]).
+        #[doc = concat!("The CPU has `", $feat, "` and `t` describes readable blocks ([`dot_tile`]).")]
         #[target_feature(enable = $feat)]
         unsafe fn $q6k<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
             let mut facc = [[_mm256_setzero_ps(); R]; RW];
@@ -677,7 +684,8 @@ mod tests {
 
     /// Every instruction set's tiles against the scalar oracle, on random blocks and rows of
     /// several lengths: the AVX2 and VNNI kernels compute the same integers and must agree bit
-    /// for bit; every tile shape gives the same bits for the same (weight, activation) pair.
+    /// for bit; every tile shape (4 × 4, 2 × 4, 1 × 1) gives the same bits for the same (weight,
+    /// activation) pair.
     #[test]
     fn every_isa_and_tile_shape_matches_the_scalar_oracle() {
         use crate::qdot::{quantize_activations, vec_dot_scalar, vec_dot_type};
@@ -697,10 +705,10 @@ mod tests {
             QuantType::Q6K,
         ] {
             if !available(ty) {
-                return;
+                continue;
             }
             for cols in [256usize, 1024] {
-                let ws: Vec<Vec<u8>> = (0..2)
+                let ws: Vec<Vec<u8>> = (0..4)
                     .map(|_| {
                         let w: Vec<f32> = (0..cols).map(|_| rnd()).collect();
                         quantize_to_vec(ty, &w).unwrap()
@@ -720,21 +728,33 @@ mod tests {
                         v
                     })
                     .collect();
-                let mut first: Option<[[f32; 4]; 2]> = None;
+                let a4 = [&acts[0][..], &acts[1], &acts[2], &acts[3]];
+                let s4 = [&scales[0][..], &scales[1], &scales[2], &scales[3]];
+                let mut first: Option<[[f32; 4]; 4]> = None;
                 for &isa in &all {
-                    let mut tile = [[0.0f32; 4]; 2];
+                    let mut tile = [[0.0f32; 4]; 4];
+                    let mut halves = [[[0.0f32; 4]; 2]; 2];
                     // SAFETY: `isa` comes from `isas()`.
                     unsafe {
-                        dot_tile_isa::<2, 4>(
+                        dot_tile_isa::<4, 4>(
                             isa,
                             ty,
-                            [&ws[0], &ws[1]],
-                            [&acts[0], &acts[1], &acts[2], &acts[3]],
-                            [&scales[0], &scales[1], &scales[2], &scales[3]],
+                            [&ws[0], &ws[1], &ws[2], &ws[3]],
+                            a4,
+                            s4,
                             &mut tile,
-                        )
+                        );
+                        for (h, half) in halves.iter_mut().enumerate() {
+                            let w2 = [&ws[2 * h][..], &ws[2 * h + 1]];
+                            dot_tile_isa::<2, 4>(isa, ty, w2, a4, s4, half);
+                        }
                     };
-                    for i in 0..2 {
+                    let bits = |t: &[[f32; 4]]| -> Vec<u32> {
+                        t.iter().flatten().map(|v| v.to_bits()).collect()
+                    };
+                    assert_eq!(bits(&tile[..2]), bits(&halves[0]), "{ty:?} {isa:?} 4x4/2x4");
+                    assert_eq!(bits(&tile[2..]), bits(&halves[1]), "{ty:?} {isa:?} 4x4/2x4");
+                    for i in 0..4 {
                         for j in 0..4 {
                             let mut one = [[0.0f32]];
                             // SAFETY: as above.
