@@ -16,6 +16,9 @@
 #
 # usage: bench/eval/run.sh [LIMIT] [SHOTS] [THREADS]     LIMIT 0 = all 14,042 questions (hours)
 #        PER_SUBJECT=K bench/eval/run.sh 0 ...            the first K questions of every subject
+#        SPEED_ONLY=1 bench/eval/run.sh 0 ...             only the timed pair on the same Q4_1 file:
+#            step 4 (which then writes the prompts) and step 2; agreement is then llama31's default
+#            path against llama.cpp Q4_1 (both with 8-bit activations, so not bit-exact)
 # Needs llama-cpp-python 0.3.36 (scripts/goldens/setup-venv-goldens.sh) and the F32 GGUF
 # (scripts/goldens/smollm2_f32.py).
 set -euo pipefail
@@ -33,6 +36,30 @@ OUT="${BENCH_OUT:-$(mktemp -d)}"; mkdir -p "$OUT"
 limit_args=(); [ "$LIMIT" != 0 ] && limit_args=(--limit "$LIMIT")
 [ -n "${PER_SUBJECT:-}" ] && limit_args+=(--per-subject "$PER_SUBJECT")
 now() { date +%s.%N; }
+
+if [ -n "${SPEED_ONLY:-}" ]; then
+    t0=$(now)
+    "$BIN" eval mmlu --model "$Q4" --data "$CACHE/mmlu.jsonl" --shots "$SHOTS" "${limit_args[@]}" \
+        -t "$T" --quantized --no-cache --json --dump-prompts "$OUT/prompts.jsonl" > "$OUT/llama31_q.json" 2> "$OUT/llama31_q.log"
+    t1=$(now)
+    "$PY" "$ROOT/bench/eval/llamacpp_mmlu.py" "$Q4" "$OUT/prompts.jsonl" --threads "$T" > "$OUT/llamacpp_q4.json"
+    t2=$(now)
+    python3 - "$OUT" "$t0" "$t1" "$t2" "$LIMIT" "$SHOTS" "$T" <<'PY'
+import json, sys
+out, t0, t1, t2, limit, shots, threads = sys.argv[1], *map(float, sys.argv[2:5]), *sys.argv[5:8]
+ours = json.load(open(f"{out}/llama31_q.json"))
+q4 = json.load(open(f"{out}/llamacpp_q4.json"))
+n = ours["results"]["total"]
+w_ours, w_q4 = t1 - t0, t2 - t1
+print(f"MMLU, SmolLM2-135M-Instruct Q4_1, {n} questions ({shots}-shot, limit {limit}), {threads} threads, files in {out}")
+print(f"{'engine':34} {'wall s':>8} {'q/s':>7} {'accuracy':>9} {'agree':>7}")
+print(f"{'llama31 Q4_1 (8-bit activations)':34} {w_ours:8.1f} {n / w_ours:7.2f} {ours['results']['micro_accuracy']:9.4f} {'':>7}")
+print(f"{'llama.cpp Q4_1 (8-bit activations)':34} {w_q4:8.1f} {n / w_q4:7.2f} {q4['accuracy_llama_cpp']:9.4f} {q4['agreement']:7.4f}")
+print(f"wall-time ratio llama.cpp Q4_1 / llama31 Q4_1: {w_q4 / w_ours:.2f}")
+print(f"letters agree: {q4['agree']}/{q4['questions']}, max |Δ logprob| {q4['max_abs_letter_logprob_diff']:.2e}")
+PY
+    exit 0
+fi
 
 t0=$(now)
 "$BIN" eval mmlu --model "$Q4" --data "$CACHE/mmlu.jsonl" --shots "$SHOTS" "${limit_args[@]}" \

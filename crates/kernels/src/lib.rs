@@ -15,6 +15,8 @@ pub mod qdot;
 mod qdot_avx2;
 #[cfg(target_arch = "x86_64")]
 mod qgemm;
+#[cfg(target_arch = "x86_64")]
+mod qgemm_x8;
 pub mod quant;
 pub mod quantize;
 pub mod rope;

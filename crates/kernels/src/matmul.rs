@@ -544,6 +544,22 @@ fn tiled_quantized(
     let optr = SendPtr(out.as_mut_ptr());
     // Tiles of four weight rows where the kernel has the registers for them.
     let wide = crate::qgemm::wide_tiles(ty);
+    // Q4_K, Q6_K and Q8_0 batches: weights repacked eight rows at a time ([`crate::qgemm_x8`]),
+    // with the activation blocks' sums where the kernel reads them.
+    let x8 = crate::qgemm_x8::repacks(ty) && n >= 4;
+    let sums_guard = QSUMS.with(|c| {
+        let mut v = std::mem::take(&mut *c.borrow_mut());
+        v.clear();
+        if x8 && crate::qgemm::isa().is_some_and(|isa| crate::qgemm_x8::needs_sums(ty, isa)) {
+            for t in 0..n {
+                crate::qgemm_x8::act_sums(&act[t * arb..(t + 1) * arb], &mut v);
+            }
+        }
+        v
+    });
+    let sums = &sums_guard[..];
+    let spr_sums = sums.len() / n;
+    let crow = |t: usize| &sums[t * spr_sums..(t + 1) * spr_sums];
     let arow = |t: usize| &act[t * arb..(t + 1) * arb];
     let srow = |t: usize| &scales[t * spr..(t + 1) * spr];
     (0..n_blocks)
@@ -553,12 +569,20 @@ fn tiled_quantized(
             let optr = &optr;
             let r0 = b * QROW_BLOCK;
             let r1 = (r0 + QROW_BLOCK).min(rows);
+            // Q4_K, Q6_K: whole groups of eight rows repacked (the rest below).
+            let r_rest = if x8 {
+                // SAFETY: r1 <= rows, `out` holds n * rows values (checked by
+                // `matmul_quantized`), and only this task writes rows r0..r1.
+                unsafe { x8_rows(ty, w, wrb, (r0, r1), n, (&arow, &srow, &crow), optr, rows) }
+            } else {
+                r0
+            };
             let mut t = 0;
             while t < n {
                 let k = if t + 4 <= n { 4 } else { 1 };
                 // Tiles of four (where `wide`) or two weight rows × four activation rows, then
                 // the odd row alone.
-                let mut r = r0;
+                let mut r = r_rest;
                 if k == 4 {
                     let acts = [arow(t), arow(t + 1), arow(t + 2), arow(t + 3)];
                     let scs = [srow(t), srow(t + 1), srow(t + 2), srow(t + 3)];
@@ -609,9 +633,99 @@ fn tiled_quantized(
                 t += k;
             }
         });
+    QSUMS.with(|c| *c.borrow_mut() = sums_guard);
 }
 
 const QROW_BLOCK: usize = 32;
+
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    /// Repacked rows of the current task ([`x8_rows`]).
+    static X8: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Sums of the activation blocks of the current product ([`crate::qgemm_x8::act_sums`]).
+    static QSUMS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The quantized activation row `t`, its block scales and its block sums (empty where unused).
+#[cfg(target_arch = "x86_64")]
+type ActRows<'f, 'a> = (
+    &'f dyn Fn(usize) -> &'a [u8],
+    &'f dyn Fn(usize) -> &'a [f32],
+    &'f dyn Fn(usize) -> &'a [i32],
+);
+
+/// The products of weight rows `r0..` of `ty` (one of [`crate::qgemm_x8::repacks`]) in whole
+/// groups of eight, repacked once into scratch memory, with all `n` activation rows (four at a time, then one by one), written into the
+/// `[n × rows]` output; returns the first row left (`r1` when `r1 - r0` is a multiple of eight).
+///
+/// # Safety
+/// `out` points to `n * rows` values, `r1 <= rows`, and no other thread writes rows `r0..r1`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn x8_rows<'a>(
+    ty: crate::quant::QuantType,
+    w: &[u8],
+    wrb: usize,
+    (r0, r1): (usize, usize),
+    n: usize,
+    (arow, srow, crow): ActRows<'_, 'a>,
+    out: &SendPtr,
+    rows: usize,
+) -> usize {
+    use crate::qgemm_x8::{group_bytes, repack, tile, ROWS};
+    let groups = (r1 - r0) / ROWS;
+    if groups == 0 {
+        return r0;
+    }
+    let Some(isa) = crate::qgemm::isa() else {
+        return r0;
+    };
+    let nb = wrb / ty.block_bytes();
+    let gb = group_bytes(ty, nb);
+    X8.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        if buf.len() < groups * gb {
+            buf.resize(groups * gb, 0);
+        }
+        for g in 0..groups {
+            let rg = r0 + g * ROWS;
+            let rows8 = std::array::from_fn(|i| &w[(rg + i) * wrb..(rg + i + 1) * wrb]);
+            repack(ty, rows8, nb, &mut buf[g * gb..(g + 1) * gb]);
+        }
+        let put = |t: usize, rg: usize, v: &[f32; ROWS]| {
+            for (i, val) in v.iter().enumerate() {
+                // SAFETY: t < n and rg + i < r1 <= rows, so the index is below n * rows, the
+                // length of `out` (the caller's contract); only this task writes these rows.
+                unsafe { *out.0.add(t * rows + rg + i) = *val };
+            }
+        };
+        let mut t = 0;
+        while t + 4 <= n {
+            let acts = [arow(t), arow(t + 1), arow(t + 2), arow(t + 3)];
+            let scs = [srow(t), srow(t + 1), srow(t + 2), srow(t + 3)];
+            let cs = [crow(t), crow(t + 1), crow(t + 2), crow(t + 3)];
+            for g in 0..groups {
+                let mut o = [[0.0f32; ROWS]; 4];
+                // SAFETY: `isa` is the CPU's ([`crate::qgemm::isa`]).
+                unsafe { tile::<4>(isa, ty, &buf[g * gb..], nb, acts, scs, cs, &mut o) };
+                for (j, v) in o.iter().enumerate() {
+                    put(t + j, r0 + g * ROWS, v);
+                }
+            }
+            t += 4;
+        }
+        for t in t..n {
+            for g in 0..groups {
+                let mut o = [[0.0f32; ROWS]; 1];
+                let (a, sc, c) = ([arow(t)], [srow(t)], [crow(t)]);
+                // SAFETY: as above.
+                unsafe { tile::<1>(isa, ty, &buf[g * gb..], nb, a, sc, c, &mut o) };
+                put(t, r0 + g * ROWS, &o[0]);
+            }
+        }
+    });
+    r0 + groups * ROWS
+}
 
 /// Four activation rows `t..t + 4` against weight rows taken `RW` at a time, written into the
 /// `[n × rows]` output.

@@ -227,6 +227,16 @@ fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
+/// The sums of the eight i32 lanes of `a` and of the four of `b` (exact, wrapping).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn hsum2_i32(a: __m256i, b: __m128i) -> (i32, i32) {
+    let a4 = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    let h = _mm_hadd_epi32(a4, b);
+    let h = _mm_hadd_epi32(h, h);
+    (_mm_cvtsi128_si32(h), _mm_extract_epi32(h, 1))
+}
+
 /// The f16 at `p + off` as f32 (F16C; exact), through `vmovd` from a general register, which
 /// zeroes the vector register. Written with the intrinsics, LLVM narrows the conversion's input to
 /// a 16-bit `vpinsrw` into whatever register it picks (the accumulator, in the Q8_0 kernel): every
@@ -240,6 +250,29 @@ unsafe fn f16(p: *const u8, off: usize) -> f32 {
     // SAFETY: the caller guarantees 2 readable bytes.
     let bits = u32::from(unsafe { p.add(off).cast::<u16>().read_unaligned() });
     let out: f32;
+    // SAFETY: `vmovd` and `vcvtph2ps` only touch the named registers; the caller guarantees F16C
+    // (AVX is implied by it).
+    unsafe {
+        std::arch::asm!(
+            "vmovd {x}, {b:e}",
+            "vcvtph2ps {x}, {x}",
+            b = in(reg) bits,
+            x = out(xmm_reg) out,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    out
+}
+
+/// The f16 `a` and `b` as f32 lanes 0 and 1 (F16C; exact), lanes 2 and 3 zero. Written in
+/// assembly for the reason given at [`f16`]: a fresh register, no insertion into a live one.
+///
+/// # Safety
+/// The CPU must have F16C.
+#[inline]
+unsafe fn f16_pair(a: u16, b: u16) -> __m128 {
+    let bits = u32::from(a) | (u32::from(b) << 16);
+    let out: __m128;
     // SAFETY: `vmovd` and `vcvtph2ps` only touch the named registers; the caller guarantees F16C
     // (AVX is implied by it).
     unsafe {
@@ -282,6 +315,22 @@ fn dot_u8i8_avx2(u: __m256i, s: __m256i) -> __m256i {
 #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
 fn dot_u8i8_vnni(u: __m256i, s: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+}
+
+/// `acc` plus the pairwise products of the i16 lanes of `a` and `b`, summed in twos into eight
+/// i32 lanes: `madd` then `add`. Exact (wrapping) i32 arithmetic.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dpw_avx2(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+}
+
+/// [`dpw_avx2`] in one AVX-512 VNNI instruction (`vpdpwssd`, not saturating): the same i32 lanes,
+/// bit for bit.
+#[inline]
+#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+fn dpw_vnni(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    _mm256_dpwssd_epi32(acc, a, b)
 }
 
 /// The Q4_1 kernel for one instruction set: `$dot` is [`dot_u8i8_avx2`] or [`dot_u8i8_vnni`],
@@ -343,94 +392,117 @@ q4_1_kernel!(
     dot_u8i8_vnni
 );
 
-/// Q8_0 weights × Q8_0 activations: `|x| · (y · sign x)` with `maddubs`, exact because the
-/// activations lie in -127..=127 (a pair sums to at most 2 · 128 · 127 < 2^15) whatever the
-/// weight bytes are.
-///
-/// # Safety
-/// AVX2, FMA and F16C are available and `t` describes readable blocks ([`dot_tile`]).
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_0_avx2<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
-    let mut acc = [[_mm256_setzero_ps(); R]; RW];
-    let off = offset_of!(BlockQ8_0, qs);
-    for b in 0..t.nb {
-        let mut xv = [_mm256_setzero_si256(); RW];
-        let mut dw = [0.0f32; RW];
-        for i in 0..RW {
-            // SAFETY: block b < nb of weight row i.
-            (xv[i], dw[i]) = unsafe {
-                (
-                    ld(t.w[i], b * B80 + off),
-                    f16(t.w[i], b * B80 + offset_of!(BlockQ8_0, d)),
-                )
-            };
-        }
-        for j in 0..R {
-            // SAFETY: block b < nb of activation row j and its scale.
-            let (y, yd) = unsafe { (ld(t.a[j], b * B80 + off), *t.s[j].add(b)) };
-            for i in 0..RW {
-                let ax = _mm256_sign_epi8(xv[i], xv[i]);
-                let yv = _mm256_sign_epi8(y, xv[i]);
-                let s = dot_u8i8_avx2(ax, yv);
-                let d = _mm256_set1_ps(dw[i] * yd);
-                acc[i][j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[i][j]);
-            }
-        }
-    }
-    for i in 0..RW {
-        for j in 0..R {
-            out[i][j] = hsum(acc[i][j]);
-        }
-    }
+/// The two block sums `Σ s0` and `Σ s1` (i32 lanes, exact) as f32 lanes 0 and 1, multiplied by
+/// `dd` (lanes 0 and 1: the two blocks' scale products) and added to `acc` (lane 0: the even
+/// blocks' sum, lane 1: the odd blocks'), fused. Lanes 2 and 3 are not used.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn pair_fma(acc: __m128, s0: __m256i, s1: __m256i, dd: __m128) -> __m128 {
+    let a = _mm_add_epi32(_mm256_castsi256_si128(s0), _mm256_extracti128_si256(s0, 1));
+    let b = _mm_add_epi32(_mm256_castsi256_si128(s1), _mm256_extracti128_si256(s1, 1));
+    let h = _mm_hadd_epi32(a, b);
+    let h = _mm_hadd_epi32(h, h);
+    _mm_fmadd_ps(dd, _mm_cvtepi32_ps(h), acc)
 }
 
-/// [`q8_0_avx2`] with VNNI and without the per-product sign: `Σ x·y = Σ (x + 128)·y − 128·Σ y`,
-/// the unsigned `x + 128` made once per weight block, `−128·Σ y` (per group of four bytes, as
-/// `vpdpbusd` sums) once per activation block and used as the accumulator the product adds to,
-/// and the scale product as one vector multiply. The same integers and the same f32 operations as
-/// [`q8_0_avx2`], so the same bits.
-///
-/// # Safety
-/// AVX2, FMA, F16C, AVX-512 VNNI and VL are available and `t` describes readable blocks
-/// ([`dot_tile`]).
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-unsafe fn q8_0_vnni<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
-    let mut acc = [[_mm256_setzero_ps(); R]; RW];
-    let off = offset_of!(BlockQ8_0, qs);
-    let bias = _mm256_set1_epi8(-128); // 0x80: as unsigned, 128; xor adds 128 to a signed byte
-    let zero = _mm256_setzero_si256();
-    for b in 0..t.nb {
-        let mut ux = [zero; RW];
-        let mut dw = [_mm256_setzero_ps(); RW];
-        for i in 0..RW {
-            // SAFETY: block b < nb of weight row i.
-            let (x, d) = unsafe {
-                (
-                    ld(t.w[i], b * B80 + off),
-                    f16(t.w[i], b * B80 + offset_of!(BlockQ8_0, d)),
-                )
-            };
-            ux[i] = _mm256_xor_si256(x, bias);
-            dw[i] = _mm256_set1_ps(d);
-        }
-        for j in 0..R {
-            // SAFETY: block b < nb of activation row j and its scale.
-            let (y, yd) = unsafe { (ld(t.a[j], b * B80 + off), *t.s[j].add(b)) };
-            let neg = _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, bias, y));
-            let yd = _mm256_set1_ps(yd);
+/// The Q8_0 kernel for one instruction set. Per block the exact integer `I = Σ x·y` (|I| < 2^20,
+/// so exact in f32 too), then `e = fma(d_w·d_y, I, e)` for even blocks and `o = …` for odd ones,
+/// and the result `e + o`: the order [`crate::qgemm_x8`]'s eight-row kernels follow lane by
+/// lane, so every tile shape and layout gives the same bits. `$prep` makes a weight block's
+/// operand once, `$dot(prep, x, y, neg)` the block's i32 lanes (`neg`: `$neg(y)`, per activation
+/// block).
+macro_rules! q8_0_kernel {
+    ($name:ident, $feat:literal, $prep:expr, $neg:expr, $dot:expr) => {
+        /// Q8_0 weights × Q8_0 activations.
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU has `", $feat, "` and `t` describes readable blocks ([`dot_tile`]).")]
+        #[target_feature(enable = $feat)]
+        unsafe fn $name<const RW: usize, const R: usize>(
+            t: &Tile<RW, R>,
+            out: &mut [[f32; R]; RW],
+        ) {
+            let mut acc = [[_mm_setzero_ps(); R]; RW];
+            let off = offset_of!(BlockQ8_0, qs);
+            let zero = _mm256_setzero_si256();
+            let mut b = 0;
+            while b < t.nb {
+                // The pair (b, b + 1), or b alone at the end (its partner all zeros).
+                let two = b + 1 < t.nb;
+                let mut xv = [[zero; 2]; RW];
+                let mut pv = [[zero; 2]; RW];
+                let mut dw = [_mm_setzero_ps(); RW];
+                for i in 0..RW {
+                    // SAFETY: block b < nb of weight row i (and b + 1 when `two`).
+                    unsafe {
+                        let w = t.w[i];
+                        let dp = w.add(b * B80 + offset_of!(BlockQ8_0, d));
+                        xv[i][0] = ld(w, b * B80 + off);
+                        let d1 = if two {
+                            xv[i][1] = ld(w, (b + 1) * B80 + off);
+                            dp.add(B80).cast::<u16>().read_unaligned()
+                        } else {
+                            0
+                        };
+                        dw[i] = f16_pair(dp.cast::<u16>().read_unaligned(), d1);
+                    }
+                    pv[i] = [$prep(xv[i][0]), $prep(xv[i][1])];
+                }
+                for j in 0..R {
+                    // SAFETY: blocks b (and b + 1 when `two`) of activation row j and their
+                    // scales.
+                    let (y0, y1, yd) = unsafe {
+                        let a = t.a[j];
+                        let s = t.s[j].add(b);
+                        if two {
+                            let yd = _mm_castsi128_ps(_mm_loadl_epi64(s.cast()));
+                            (ld(a, b * B80 + off), ld(a, (b + 1) * B80 + off), yd)
+                        } else {
+                            (ld(a, b * B80 + off), zero, _mm_load_ss(s))
+                        }
+                    };
+                    let (n0, n1) = ($neg(y0), $neg(y1));
+                    for i in 0..RW {
+                        let s0 = $dot(pv[i][0], xv[i][0], y0, n0);
+                        let s1 = $dot(pv[i][1], xv[i][1], y1, n1);
+                        acc[i][j] = pair_fma(acc[i][j], s0, s1, _mm_mul_ps(dw[i], yd));
+                    }
+                }
+                b += 2;
+            }
             for i in 0..RW {
-                let s = _mm256_dpbusd_epi32(neg, ux[i], y);
-                let d = _mm256_mul_ps(dw[i], yd);
-                acc[i][j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[i][j]);
+                for j in 0..R {
+                    let a = acc[i][j];
+                    out[i][j] = _mm_cvtss_f32(a) + _mm_cvtss_f32(_mm_movehdup_ps(a));
+                }
             }
         }
-    }
-    for i in 0..RW {
-        for j in 0..R {
-            out[i][j] = hsum(acc[i][j]);
-        }
-    }
+    };
 }
+
+// AVX2: `Σ x·y` as `Σ |x|·sign(y, x)` with `maddubs` (exact while activations stay in
+// −127..=127, as the quantizer writes them).
+q8_0_kernel!(
+    q8_0_avx2,
+    "avx2,fma,f16c",
+    |x: __m256i| _mm256_sign_epi8(x, x),
+    |_y: __m256i| _mm256_setzero_si256(),
+    |ax: __m256i, x: __m256i, y: __m256i, _n: __m256i| dot_u8i8_avx2(ax, _mm256_sign_epi8(y, x))
+);
+
+// VNNI: the same sign trick, the product in one `vpdpbusd` (exact for any bytes, the same integers
+// as AVX2's while activations stay in −127..=127).
+q8_0_kernel!(
+    q8_0_vnni,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    |x: __m256i| _mm256_sign_epi8(x, x),
+    |_y: __m256i| _mm256_setzero_si256(),
+    |ax: __m256i, x: __m256i, y: __m256i, _n: __m256i| _mm256_dpbusd_epi32(
+        _mm256_setzero_si256(),
+        ax,
+        _mm256_sign_epi8(y, x)
+    )
+);
 
 /// The 12 packed 6-bit scales and mins of a Q4_K block as 16 bytes: scales 0..8, then mins
 /// 0..8 (the same values as [`crate::qdot::scales_mins_k4`], unpacked with word operations).
@@ -470,19 +542,23 @@ pub(crate) fn q6_levels(qa: __m256i, qb: __m256i, qh: __m256i) -> [__m256i; 4] {
 }
 
 /// The Q4_K and Q6_K kernels for one set of target features: the same code, compiled for AVX2
-/// alone or with AVX-512VL, whose 32 vector registers hold a 2 × 4 tile's integer and float
-/// accumulators without spilling.
+/// alone or with AVX-512VL and VNNI, whose 32 vector registers hold a 2 × 4 tile's integer and
+/// float accumulators without spilling and whose `vpdpwssd` applies the group scales and
+/// accumulates in one instruction. `$dpw` is [`dpw_avx2`] or [`dpw_vnni`], which give the same
+/// integers, so both give the same bits.
 macro_rules! kquant_kernels {
-    ($q4k:ident, $q6k:ident, $feat:literal) => {
-        /// Q4_K weights × Q8_K activations: per block `d_w·d_y · Σ_g sc_g Σ q·y − dmin_w·d_y · Σ_g m_g
-        /// Σ y`, the group sums of `y` taken from the activation block's `bsums`; f32 partial sums stay
-        /// in vector lanes across blocks.
+    ($q4k:ident, $q6k:ident, $feat:literal, $dpw:ident) => {
+        /// Q4_K weights × Q8_K activations: per block the exact integers `I = Σ_g sc_g Σ q·y` and
+        /// `M = Σ_g m_g Σ y` (the group sums of `y` from the activation block's `bsums`), then
+        /// `acc = fma(d_w·d_y, I, acc)` and `acc = fma(−dmin_w·d_y, M, acc)` in f32, block after
+        /// block: the canonical order [`crate::qgemm_x8`]'s eight-row kernels follow lane by lane,
+        /// so every tile shape and layout gives the same bits.
         ///
         /// # Safety
         #[doc = concat!("The CPU has `", $feat, "` and `t` describes readable blocks ([`dot_tile`]).")]
         #[target_feature(enable = $feat)]
         unsafe fn $q4k<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
-            let mut acc = [[_mm256_setzero_ps(); R]; RW];
+            let mut acc = [[0.0f32; R]; RW];
             let m4 = _mm256_set1_epi8(0x0f);
             let yq = offset_of!(BlockQ8K, qs);
             let yb = offset_of!(BlockQ8K, bsums);
@@ -535,9 +611,8 @@ macro_rules! kquant_kernels {
                             // SAFETY: bytes yq + 64g .. yq + 64g + 64 <= yq + QK_K of the block.
                             let (y0, y1) =
                                 unsafe { (ld(ys[j], yq + 64 * g), ld(ys[j], yq + 64 * g + 32)) };
-                            let s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s_lo);
-                            let s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s_hi);
-                            iacc[i][j] = _mm256_add_epi32(iacc[i][j], _mm256_add_epi32(s0, s1));
+                            let a = $dpw(iacc[i][j], _mm256_maddubs_epi16(lo, y0), s_lo);
+                            iacc[i][j] = $dpw(a, _mm256_maddubs_epi16(hi, y1), s_hi);
                         }
                     }
                 }
@@ -548,36 +623,26 @@ macro_rules! kquant_kernels {
                     let q8s =
                         _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
                     for i in 0..RW {
-                        let a = _mm256_fmadd_ps(
-                            _mm256_set1_ps(dd[i].0 * yd),
-                            _mm256_cvtepi32_ps(iacc[i][j]),
-                            acc[i][j],
-                        );
-                        let prod = _mm256_zextsi128_si256(_mm_madd_epi16(mins[i], q8s));
-                        acc[i][j] = _mm256_fnmadd_ps(
-                            _mm256_set1_ps(dd[i].1 * yd),
-                            _mm256_cvtepi32_ps(prod),
-                            a,
-                        );
+                        let prod = _mm_madd_epi16(mins[i], q8s);
+                        let (isum, msum) = hsum2_i32(iacc[i][j], prod);
+                        let a = (dd[i].0 * yd).mul_add(isum as f32, acc[i][j]);
+                        acc[i][j] = (-(dd[i].1 * yd)).mul_add(msum as f32, a);
                     }
                 }
             }
-            for i in 0..RW {
-                for j in 0..R {
-                    out[i][j] = hsum(acc[i][j]);
-                }
-            }
+            *out = acc;
         }
 
-        /// Q6_K weights × Q8_K activations: `Σ_g sc_g Σ (u − 32)·y` as `Σ_g sc_g Σ u·y − 32 Σ_g sc_g
-        /// bsum_g` (exact in i32: |Σ u·y·sc| < 2^23 per block), with the group sums `bsum_g` of the
-        /// activation block.
+        /// Q6_K weights × Q8_K activations: per block the exact integer `I = Σ_g sc_g Σ (u − 32)·y`,
+        /// computed as `Σ_g sc_g Σ u·y − 32 Σ_g sc_g bsum_g` (exact in i32: |Σ u·y·sc| < 2^23 per
+        /// block) with the group sums `bsum_g` of the activation block, then `acc = fma(d_w·d_y,
+        /// I, acc)` in f32, block after block (the order of [`crate::qgemm_x8`]'s lanes).
         ///
         /// # Safety
         #[doc = concat!("The CPU has `", $feat, "` and `t` describes readable blocks ([`dot_tile`]).")]
         #[target_feature(enable = $feat)]
         unsafe fn $q6k<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
-            let mut facc = [[_mm256_setzero_ps(); R]; RW];
+            let mut facc = [[0.0f32; R]; RW];
             let yq = offset_of!(BlockQ8K, qs);
             let yb = offset_of!(BlockQ8K, bsums);
             for b in 0..t.nb {
@@ -626,8 +691,7 @@ macro_rules! kquant_kernels {
                             for j in 0..R {
                                 // SAFETY: bytes yq + 128n + 32c + 32 <= yq + QK_K of the block.
                                 let yv = unsafe { ld(ys[j], yq + 128 * n + 32 * c) };
-                                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(uc, yv), scv);
-                                acc[i][j] = _mm256_add_epi32(acc[i][j], p);
+                                acc[i][j] = $dpw(acc[i][j], _mm256_maddubs_epi16(uc, yv), scv);
                             }
                         }
                     }
@@ -637,22 +701,19 @@ macro_rules! kquant_kernels {
                     let dw = unsafe { f16(xs[i], offset_of!(BlockQ6K, d)) };
                     for j in 0..R {
                         // SAFETY: the scale of block b < nb.
-                        let d = _mm256_set1_ps(dw * unsafe { *t.s[j].add(b) });
-                        facc[i][j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(acc[i][j]), facc[i][j]);
+                        let d = dw * unsafe { *t.s[j].add(b) };
+                        let (isum, _) = hsum2_i32(acc[i][j], _mm_setzero_si128());
+                        facc[i][j] = d.mul_add(isum as f32, facc[i][j]);
                     }
                 }
             }
-            for i in 0..RW {
-                for j in 0..R {
-                    out[i][j] = hsum(facc[i][j]);
-                }
-            }
+            *out = facc;
         }
     };
 }
 
-kquant_kernels!(q4_k_avx2, q6_k_avx2, "avx2,fma,f16c");
-kquant_kernels!(q4_k_vnni, q6_k_vnni, "avx2,fma,f16c,avx512vnni,avx512vl");
+kquant_kernels!(q4_k_avx2, q6_k_avx2, "avx2,fma,f16c", dpw_avx2);
+kquant_kernels!(q4_k_vnni, q6_k_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", dpw_vnni);
 
 #[cfg(test)]
 mod tests {
@@ -707,7 +768,10 @@ mod tests {
             if !available(ty) {
                 continue;
             }
-            for cols in [256usize, 1024] {
+            // An odd number of blocks too, where the block size allows (the last block alone).
+            let k = matches!(ty, QuantType::Q4K | QuantType::Q6K);
+            let cols_list: &[usize] = if k { &[256, 1024] } else { &[96, 256, 1024] };
+            for &cols in cols_list {
                 let ws: Vec<Vec<u8>> = (0..4)
                     .map(|_| {
                         let w: Vec<f32> = (0..cols).map(|_| rnd()).collect();
