@@ -55,11 +55,16 @@ pub fn attention(
     }
     let n_rep = n_heads / n_kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
-    let dotf = dot_fn();
     #[cfg(target_arch = "x86_64")]
-    let simd = (hd == 64 || hd == 128)
+    if hd % 8 == 0
+        && hd <= crate::attention_tiled::MAX_HEAD_DIM
         && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma");
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        tiled(out, q, k, v, n_tokens, start_pos, shape, scale);
+        return Ok(());
+    }
+    let dotf = dot_fn();
     // Two passes per (token, head): all scores (kept in a per-thread buffer), then one softmax
     // and one weighted sum of the values: one exp per position instead of the online form's
     // rescaling.
@@ -72,18 +77,6 @@ pub fn attention(
         SCORES.with(|sc| {
             let mut sc = sc.borrow_mut();
             sc.clear();
-            #[cfg(target_arch = "x86_64")]
-            if simd {
-                // SAFETY: `simd` is true only when AVX2 and FMA were detected at run time and
-                // `hd` is 64 or 128; every slice below is in bounds (checked sizes above).
-                unsafe {
-                    match hd {
-                        64 => attend_avx2::<8>(qh, k, v, kv_dim, g * hd, last, scale, &mut sc, acc),
-                        _ => attend_avx2::<16>(qh, k, v, kv_dim, g * hd, last, scale, &mut sc, acc),
-                    }
-                }
-                return;
-            }
             let mut m = f32::NEG_INFINITY;
             for j in 0..=last {
                 let off = j * kv_dim + g * hd;
@@ -112,76 +105,70 @@ pub fn attention(
     Ok(())
 }
 
-/// One (token, head) of [`attention`] for `head_dim = 8·N` with AVX2: scores with the query in
-/// registers, one exp per position, values accumulated in registers.
-///
-/// # Safety
-/// SAFETY: the caller must have detected AVX2 and FMA at run time; `q`, `out` hold `8·N` values
-/// and `k`, `v` hold at least `(last + 1)·kv_dim` values with `g_off + 8·N <= kv_dim`.
+/// [`attention`] in tiles of [`crate::attention_tiled::TOKENS`] tokens × the heads of one KV
+/// head, in parallel over tiles. Sizes were checked by [`attention`]; the CPU has AVX2 and FMA and
+/// `head_dim` is a multiple of 8 up to the tiles' maximum.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn attend_avx2<const N: usize>(
+fn tiled(
+    out: &mut [f32],
     q: &[f32],
     k: &[f32],
     v: &[f32],
-    kv_dim: usize,
-    g_off: usize,
-    last: usize,
+    n_tokens: usize,
+    start_pos: usize,
+    shape: AttentionShape,
     scale: f32,
-    sc: &mut Vec<f32>,
-    out: &mut [f32],
 ) {
-    use std::arch::x86_64::*;
-    let hd = 8 * N;
-    let q = &q[..hd];
-    let out = &mut out[..hd];
-    let need = (last + 1) * kv_dim;
-    let (k, v) = (&k[..need], &v[..need]);
-    debug_assert!(g_off + hd <= kv_dim);
-    // SAFETY (all loads/stores below): offsets `j·kv_dim + g_off + 8i + 8 <= need` for j <= last
-    // and i < N, as `g_off + hd <= kv_dim`; `q` and `out` have `hd = 8N` elements.
-    unsafe {
-        let mut qv = [_mm256_setzero_ps(); N];
-        for (i, r) in qv.iter_mut().enumerate() {
-            *r = _mm256_loadu_ps(q.as_ptr().add(8 * i));
-        }
-        let mut m = f32::NEG_INFINITY;
-        for j in 0..=last {
-            let kp = k.as_ptr().add(j * kv_dim + g_off);
-            let mut a0 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kp));
-            let mut a1 = _mm256_mul_ps(qv[1], _mm256_loadu_ps(kp.add(8)));
-            let mut i = 2;
-            while i < N {
-                a0 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(kp.add(8 * i)), a0);
-                a1 = _mm256_fmadd_ps(qv[i + 1], _mm256_loadu_ps(kp.add(8 * i + 8)), a1);
-                i += 2;
+    use crate::attention_tiled::{attend_tile, TOKENS};
+    let (nh, nkv, hd) = (shape.n_heads, shape.n_kv_heads, shape.head_dim);
+    let (n_rep, q_dim, kv_dim) = (nh / nkv, nh * hd, nkv * hd);
+    let n_tiles = n_tokens.div_ceil(TOKENS);
+    let optr = crate::matmul::SendPtr(out.as_mut_ptr());
+    (0..n_tiles * nkv).into_par_iter().for_each(|task| {
+        let optr = &optr;
+        let (tile, g) = (task / nkv, task % nkv);
+        let (t0, t1) = (tile * TOKENS, (tile * TOKENS + TOKENS).min(n_tokens));
+        SCORES.with(|sc| {
+            let mut sc = sc.borrow_mut();
+            let (mut offs, mut lasts) = (Vec::new(), Vec::new());
+            let mut offs_a = [0usize; 64];
+            let mut lasts_a = [0usize; 64];
+            let nq = (t1 - t0) * n_rep;
+            let (offs, lasts) = if nq <= 64 {
+                (&mut offs_a[..nq], &mut lasts_a[..nq])
+            } else {
+                offs.resize(nq, 0);
+                lasts.resize(nq, 0);
+                (&mut offs[..], &mut lasts[..])
+            };
+            for t in t0..t1 {
+                for r in 0..n_rep {
+                    let i = (t - t0) * n_rep + r;
+                    offs[i] = t * q_dim + (g * n_rep + r) * hd;
+                    lasts[i] = start_pos + t;
+                }
             }
-            let a = _mm256_add_ps(a0, a1);
-            let s4 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-            let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-            let s = _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2))) * scale;
-            m = m.max(s);
-            sc.push(s);
-        }
-        let mut l = 0.0f32;
-        for s in sc.iter_mut() {
-            *s = (*s - m).exp();
-            l += *s;
-        }
-        let mut acc = [_mm256_setzero_ps(); N];
-        for (j, &e) in sc.iter().enumerate() {
-            let vp = v.as_ptr().add(j * kv_dim + g_off);
-            let ev = _mm256_set1_ps(e);
-            for (i, r) in acc.iter_mut().enumerate() {
-                *r = _mm256_fmadd_ps(ev, _mm256_loadu_ps(vp.add(8 * i)), *r);
-            }
-        }
-        let inv = _mm256_set1_ps(if l > 0.0 { 1.0 / l } else { 0.0 });
-        for (i, r) in acc.iter().enumerate() {
-            _mm256_storeu_ps(out.as_mut_ptr().add(8 * i), _mm256_mul_ps(*r, inv));
-        }
-    }
+            // SAFETY: `attention` checked AVX2, FMA and `hd`; `q` and `out` hold n_tokens rows
+            // of q_dim values and the cache (start_pos + n_tokens) rows of kv_dim values
+            // (checked sizes); this task alone writes the heads of group g of tokens t0..t1.
+            unsafe {
+                attend_tile(
+                    q,
+                    offs,
+                    lasts,
+                    optr.0,
+                    k,
+                    v,
+                    kv_dim,
+                    g * hd,
+                    hd,
+                    scale,
+                    &mut sc,
+                )
+            };
+        });
+    });
 }
 
 thread_local! {
@@ -194,11 +181,51 @@ mod tests {
     use super::*;
     use crate::ops::softmax;
 
-    /// Head sizes 64 and 128 take the AVX2 kernel (where the CPU has it), 8 the portable loop.
+    /// Head sizes that are multiples of 8 take the tiles (where the CPU has AVX2), 12 the
+    /// portable loop.
     #[test]
     fn matches_naive_softmax_attention_with_gqa() {
-        for hd in [8usize, 64, 128] {
+        for hd in [8usize, 12, 64, 128] {
             check_against_naive(hd);
+        }
+    }
+
+    /// A token's output is the same bits in a batch of any size (tiles of several tokens and
+    /// heads) as when it is computed alone against the same cache (decode).
+    #[test]
+    fn batch_and_single_token_give_the_same_bits() {
+        for (hd, nh, nkv) in [
+            (64usize, 9usize, 3usize),
+            (128, 8, 2),
+            (8, 4, 4),
+            (12, 4, 2),
+        ] {
+            let (start, n) = (29usize, 11usize);
+            let ctx = start + n;
+            let f = |i: usize| ((i as f32) * 0.377).sin() * 3.0;
+            let q: Vec<f32> = (0..n * nh * hd).map(f).collect();
+            let k: Vec<f32> = (0..ctx * nkv * hd).map(|i| f(i + 777)).collect();
+            let v: Vec<f32> = (0..ctx * nkv * hd).map(|i| f(i + 3333)).collect();
+            let shape = AttentionShape {
+                n_heads: nh,
+                n_kv_heads: nkv,
+                head_dim: hd,
+            };
+            let mut batch = vec![0.0; n * nh * hd];
+            attention(&mut batch, &q, &k, &v, n, start, shape).unwrap();
+            let w = nh * hd;
+            for t in 0..n {
+                let mut one = vec![0.0; w];
+                let kv = (start + t + 1) * nkv * hd;
+                let qt = &q[t * w..(t + 1) * w];
+                attention(&mut one, qt, &k[..kv], &v[..kv], 1, start + t, shape).unwrap();
+                let a: Vec<u32> = batch[t * w..(t + 1) * w]
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect();
+                let b: Vec<u32> = one.iter().map(|x| x.to_bits()).collect();
+                assert_eq!(a, b, "hd {hd} token {t}");
+            }
         }
     }
 

@@ -6,6 +6,8 @@
 //! instead of panicking.
 
 pub mod attention;
+#[cfg(target_arch = "x86_64")]
+mod attention_tiled;
 pub mod convert;
 pub mod dot_bytes;
 pub mod matmul;

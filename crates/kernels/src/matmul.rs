@@ -216,7 +216,7 @@ thread_local! {
 }
 
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(crate) struct SendPtr(pub(crate) *mut f32);
 // SAFETY: the pointer is only used to write disjoint elements from different tasks (see
 // `matmul`), and the buffer outlives the parallel region.
 unsafe impl Send for SendPtr {}

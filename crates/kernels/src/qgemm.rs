@@ -218,15 +218,6 @@ unsafe fn ld16(p: *const u8, off: usize) -> __m128i {
     unsafe { _mm_loadu_si128(p.add(off).cast()) }
 }
 
-#[inline]
-#[target_feature(enable = "avx2")]
-fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
-}
-
 /// The sums of the eight i32 lanes of `a` and of the four of `b` (exact, wrapping).
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -264,20 +255,19 @@ unsafe fn f16(p: *const u8, off: usize) -> f32 {
     out
 }
 
-/// The f16 `a` and `b` as f32 lanes 0 and 1 (F16C; exact), lanes 2 and 3 zero. Written in
-/// assembly for the reason given at [`f16`]: a fresh register, no insertion into a live one.
+/// The four f16 in `bits` (lowest first) as f32 lanes (F16C; exact), without inserting into a
+/// live register (see [`f16`]).
 ///
 /// # Safety
 /// The CPU must have F16C.
 #[inline]
-unsafe fn f16_pair(a: u16, b: u16) -> __m128 {
-    let bits = u32::from(a) | (u32::from(b) << 16);
+unsafe fn f16x4(bits: u64) -> __m128 {
     let out: __m128;
-    // SAFETY: `vmovd` and `vcvtph2ps` only touch the named registers; the caller guarantees F16C
+    // SAFETY: `vmovq` and `vcvtph2ps` only touch the named registers; the caller guarantees F16C
     // (AVX is implied by it).
     unsafe {
         std::arch::asm!(
-            "vmovd {x}, {b:e}",
+            "vmovq {x}, {b}",
             "vcvtph2ps {x}, {x}",
             b = in(reg) bits,
             x = out(xmm_reg) out,
@@ -337,52 +327,101 @@ fn dpw_vnni(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
 /// which give the same integers, so both sets give the same bits.
 macro_rules! q4_1_kernel {
     ($q41:ident, $feat:literal, $dot:ident) => {
-        /// Q4_1 weights × Q8_1 activations: per block `d_w·d_y · Σ q·y + m_w · s_y`.
+        /// Q4_1 weights × Q8_1 activations: per block `d_w·d_y · I + m_w · s_y` with the exact
+        /// integer `I = Σ q·y`. Even blocks go to `e = fma(d_w·d_y, I, e)` and `n = n + m_w·s_y`
+        /// (unfused), odd ones to `o` and `p` alike; the result is `(e + o) + (n + p)`: the order
+        /// [`crate::qgemm_x8`]'s eight-row kernels follow lane by lane.
+        ///
+        /// Blocks go in pairs: one conversion of the four f16 `[d, m]` of both, one product with
+        /// the activations' `[d, s]` of both (`[d·d_y, m·s_y, d'·d_y', m'·s_y']`), whose lanes 0
+        /// and 2 scale the two block sums and lanes 1 and 3 add to the mins' sums.
         ///
         /// # Safety
         #[doc = concat!("The CPU has `", $feat, "` and `t` describes readable blocks ([`dot_tile`]).")]
         #[target_feature(enable = $feat)]
         unsafe fn $q41<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
-            let mut acc = [[_mm256_setzero_ps(); R]; RW];
-            let mut summs = [[0.0f32; R]; RW];
+            // Lanes: 0 = e, 1 = n, 2 = o, 3 = p.
+            let mut acc = [[_mm_setzero_ps(); R]; RW];
+            let mut mins = [[_mm_setzero_ps(); R]; RW];
             let mask = _mm256_set1_epi8(0x0f);
+            let zero = _mm256_setzero_si256();
             let qs_off = offset_of!(BlockQ4_1, qs);
             let yq_off = offset_of!(BlockQ8_1, qs);
             const _: () = assert!(offset_of!(BlockQ4_1, m) == offset_of!(BlockQ4_1, d) + 2);
-            for b in 0..t.nb {
-                let mut q = [_mm256_setzero_si256(); RW];
-                let mut dm = [(0.0f32, 0.0f32); RW];
+            let mut b = 0;
+            while b < t.nb {
+                // The pair (b, b + 1), or b alone at the end (its partner all zeros).
+                let two = b + 1 < t.nb;
+                let mut q = [[zero; 2]; RW];
+                let mut dm = [_mm_setzero_ps(); RW];
                 for i in 0..RW {
-                    // SAFETY: block b < nb of weight row i.
-                    let v = unsafe { ld16(t.w[i], b * B41 + qs_off) };
-                    q[i] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), mask);
-                    // SAFETY: as above.
-                    dm[i] = unsafe { f16x2(t.w[i], b * B41 + offset_of!(BlockQ4_1, d)) };
-                }
-                for j in 0..R {
-                    // SAFETY: block b < nb of activation row j and its two scales.
-                    let (y, yd, ys) = unsafe {
-                        (
-                            ld(t.a[j], b * B81 + yq_off),
-                            *t.s[j].add(2 * b),
-                            *t.s[j].add(2 * b + 1),
-                        )
+                    let unpack = |v: __m128i| {
+                        _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), mask)
                     };
-                    for i in 0..RW {
-                        let s = $dot(q[i], y);
-                        let d = _mm256_set1_ps(dm[i].0 * yd);
-                        acc[i][j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[i][j]);
-                        summs[i][j] += dm[i].1 * ys;
+                    // SAFETY: block b < nb of weight row i (and b + 1 when `two`).
+                    unsafe {
+                        let p0 = t.w[i].add(b * B41);
+                        q[i][0] = unpack(ld16(p0, qs_off));
+                        let w0 = p0.cast::<u32>().read_unaligned();
+                        let w1 = if two {
+                            let p1 = p0.add(B41);
+                            q[i][1] = unpack(ld16(p1, qs_off));
+                            p1.cast::<u32>().read_unaligned()
+                        } else {
+                            0
+                        };
+                        dm[i] = f16x4(u64::from(w0) | (u64::from(w1) << 32));
                     }
                 }
+                for j in 0..R {
+                    // SAFETY: blocks b (and b + 1 when `two`) of activation row j and their
+                    // scales `[d, s]` per block.
+                    let (y0, y1, ds) = unsafe {
+                        let a = t.a[j];
+                        let s = t.s[j].add(2 * b);
+                        if two {
+                            let (ya, yb) = (ld(a, b * B81 + yq_off), ld(a, (b + 1) * B81 + yq_off));
+                            (ya, yb, _mm_loadu_ps(s))
+                        } else {
+                            let ds = _mm_castsi128_ps(_mm_loadl_epi64(s.cast()));
+                            (ld(a, b * B81 + yq_off), zero, ds)
+                        }
+                    };
+                    for i in 0..RW {
+                        let prod = _mm_mul_ps(dm[i], ds);
+                        let s0 = $dot(q[i][0], y0);
+                        let s1 = $dot(q[i][1], y1);
+                        acc[i][j] = _mm_fmadd_ps(prod, pair_sums(s0, s1), acc[i][j]);
+                        mins[i][j] = _mm_add_ps(mins[i][j], prod);
+                    }
+                }
+                b += 2;
             }
             for i in 0..RW {
                 for j in 0..R {
-                    out[i][j] = hsum(acc[i][j]) + summs[i][j];
+                    let (a, m) = (acc[i][j], mins[i][j]);
+                    let lane = |v: __m128, k: usize| {
+                        let mut x = [0.0f32; 4];
+                        // SAFETY: `x` holds 4 f32; `storeu` has no alignment requirement.
+                        unsafe { _mm_storeu_ps(x.as_mut_ptr(), v) };
+                        x[k]
+                    };
+                    out[i][j] = (lane(a, 0) + lane(a, 2)) + (lane(m, 1) + lane(m, 3));
                 }
             }
         }
     };
+}
+
+/// `[Σ s0, Σ s0, Σ s1, Σ s1]` as f32 (the eight i32 lanes of each summed exactly; |Σ| < 2^24, so
+/// the conversion is exact).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn pair_sums(s0: __m256i, s1: __m256i) -> __m128 {
+    let h = _mm256_hadd_epi32(s0, s1);
+    let h = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    let h = _mm_add_epi32(h, _mm_shuffle_epi32::<0b10_11_00_01>(h));
+    _mm_cvtepi32_ps(h)
 }
 
 q4_1_kernel!(q4_1_avx2, "avx2,fma,f16c", dot_u8i8_avx2);
@@ -392,22 +431,9 @@ q4_1_kernel!(
     dot_u8i8_vnni
 );
 
-/// The two block sums `Σ s0` and `Σ s1` (i32 lanes, exact) as f32 lanes 0 and 1, multiplied by
-/// `dd` (lanes 0 and 1: the two blocks' scale products) and added to `acc` (lane 0: the even
-/// blocks' sum, lane 1: the odd blocks'), fused. Lanes 2 and 3 are not used.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn pair_fma(acc: __m128, s0: __m256i, s1: __m256i, dd: __m128) -> __m128 {
-    let a = _mm_add_epi32(_mm256_castsi256_si128(s0), _mm256_extracti128_si256(s0, 1));
-    let b = _mm_add_epi32(_mm256_castsi256_si128(s1), _mm256_extracti128_si256(s1, 1));
-    let h = _mm_hadd_epi32(a, b);
-    let h = _mm_hadd_epi32(h, h);
-    _mm_fmadd_ps(dd, _mm_cvtepi32_ps(h), acc)
-}
-
 /// The Q8_0 kernel for one instruction set. Per block the exact integer `I = Σ x·y` (|I| < 2^20,
-/// so exact in f32 too), then `e = fma(d_w·d_y, I, e)` for even blocks and `o = …` for odd ones,
-/// and the result `e + o`: the order [`crate::qgemm_x8`]'s eight-row kernels follow lane by
+/// so exact in f32 too), then `e = fma(d_w·d_y, I, e)` for even blocks and `o = …` for odd ones
+/// (lanes 0 and 2 of a vector, blocks in pairs), and the result `e + o`: the order [`crate::qgemm_x8`]'s eight-row kernels follow lane by
 /// lane, so every tile shape and layout gives the same bits. `$prep` makes a weight block's
 /// operand once, `$dot(prep, x, y, neg)` the block's i32 lanes (`neg`: `$neg(y)`, per activation
 /// block).
@@ -444,7 +470,8 @@ macro_rules! q8_0_kernel {
                         } else {
                             0
                         };
-                        dw[i] = f16_pair(dp.cast::<u16>().read_unaligned(), d1);
+                        let d0 = dp.cast::<u16>().read_unaligned();
+                        dw[i] = f16x4(u64::from(d0) | (u64::from(d1) << 32));
                     }
                     pv[i] = [$prep(xv[i][0]), $prep(xv[i][1])];
                 }
@@ -454,18 +481,24 @@ macro_rules! q8_0_kernel {
                     let (y0, y1, yd) = unsafe {
                         let a = t.a[j];
                         let s = t.s[j].add(b);
-                        if two {
-                            let yd = _mm_castsi128_ps(_mm_loadl_epi64(s.cast()));
-                            (ld(a, b * B80 + off), ld(a, (b + 1) * B80 + off), yd)
+                        let yd = if two {
+                            _mm_castsi128_ps(_mm_loadl_epi64(s.cast()))
                         } else {
-                            (ld(a, b * B80 + off), zero, _mm_load_ss(s))
-                        }
+                            _mm_load_ss(s)
+                        };
+                        let y1 = if two {
+                            ld(a, (b + 1) * B80 + off)
+                        } else {
+                            zero
+                        };
+                        (ld(a, b * B80 + off), y1, _mm_unpacklo_ps(yd, yd))
                     };
                     let (n0, n1) = ($neg(y0), $neg(y1));
                     for i in 0..RW {
                         let s0 = $dot(pv[i][0], xv[i][0], y0, n0);
                         let s1 = $dot(pv[i][1], xv[i][1], y1, n1);
-                        acc[i][j] = pair_fma(acc[i][j], s0, s1, _mm_mul_ps(dw[i], yd));
+                        let dd = _mm_mul_ps(dw[i], yd);
+                        acc[i][j] = _mm_fmadd_ps(dd, pair_sums(s0, s1), acc[i][j]);
                     }
                 }
                 b += 2;
@@ -473,7 +506,7 @@ macro_rules! q8_0_kernel {
             for i in 0..RW {
                 for j in 0..R {
                     let a = acc[i][j];
-                    out[i][j] = _mm_cvtss_f32(a) + _mm_cvtss_f32(_mm_movehdup_ps(a));
+                    out[i][j] = _mm_cvtss_f32(a) + _mm_cvtss_f32(_mm_movehl_ps(a, a));
                 }
             }
         }
@@ -713,7 +746,12 @@ macro_rules! kquant_kernels {
 }
 
 kquant_kernels!(q4_k_avx2, q6_k_avx2, "avx2,fma,f16c", dpw_avx2);
-kquant_kernels!(q4_k_vnni, q6_k_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", dpw_vnni);
+kquant_kernels!(
+    q4_k_vnni,
+    q6_k_vnni,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    dpw_vnni
+);
 
 #[cfg(test)]
 mod tests {

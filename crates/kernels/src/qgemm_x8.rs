@@ -1,4 +1,4 @@
-//! Q4_K, Q6_K and Q8_0 weights repacked eight rows at a time for batched products (prefill): every
+//! Q4_1, Q4_K, Q6_K and Q8_0 weights repacked eight rows at a time for batched products (prefill): every
 //! 32-byte vector holds four quants of each of eight rows, so one `vpdpbusd` (or `maddubs` +
 //! `madd` on AVX2) against four broadcast activation bytes advances eight rows' sums, one per i32
 //! lane. The per-group scales, the mins (Q4_K) or offset (Q6_K) correction and the f32 work are
@@ -18,9 +18,9 @@
 use std::arch::x86_64::*;
 use std::mem::offset_of;
 
-use crate::qdot::BlockQ8K;
+use crate::qdot::{BlockQ8K, BlockQ8_1};
 use crate::qgemm::Isa;
-use crate::quant::{BlockQ4K, BlockQ6K, BlockQ8_0, QuantType, QK_K};
+use crate::quant::{BlockQ4K, BlockQ4_1, BlockQ6K, BlockQ8_0, QuantType, QK_K};
 
 /// Rows per repacked group.
 pub(crate) const ROWS: usize = 8;
@@ -28,6 +28,8 @@ pub(crate) const ROWS: usize = 8;
 const B4K: usize = size_of::<BlockQ4K>();
 const B6K: usize = size_of::<BlockQ6K>();
 const B80: usize = size_of::<BlockQ8_0>();
+const B41: usize = size_of::<BlockQ4_1>();
+const B81: usize = size_of::<BlockQ8_1>();
 const B8K: usize = size_of::<BlockQ8K>();
 
 // One repacked block of eight rows: `d` and `dmin` as f32 (8 each), the eight group scales as
@@ -57,9 +59,20 @@ const OFF8_Q: usize = 32;
 /// Bytes of one repacked Q8_0 block of eight rows.
 const BLOCK8_BYTES: usize = OFF8_Q + ROWS * 32;
 
+// One repacked Q4_1 block of eight rows: `d` and `m` as f32 (8 each), then the 16 quant bytes
+// of each row as 4 vectors `[k][row][4 bytes]` (bytes 4k..4k+4: weights 4k.. in the low nibbles,
+// 16 + 4k.. in the high ones).
+const OFF1_M: usize = 32;
+const OFF1_Q: usize = 64;
+/// Bytes of one repacked Q4_1 block of eight rows.
+const BLOCK1_BYTES: usize = OFF1_Q + ROWS * 16;
+
 /// Whether batched products of `ty` repack its weights here.
 pub(crate) fn repacks(ty: QuantType) -> bool {
-    matches!(ty, QuantType::Q4K | QuantType::Q6K | QuantType::Q8_0)
+    matches!(
+        ty,
+        QuantType::Q4_1 | QuantType::Q4K | QuantType::Q6K | QuantType::Q8_0
+    )
 }
 
 /// Bytes of `nb` repacked blocks of eight rows of `ty` (one of [`repacks`]).
@@ -67,6 +80,7 @@ pub(crate) fn group_bytes(ty: QuantType, nb: usize) -> usize {
     nb * match ty {
         QuantType::Q6K => BLOCK6_BYTES,
         QuantType::Q8_0 => BLOCK8_BYTES,
+        QuantType::Q4_1 => BLOCK1_BYTES,
         _ => BLOCK_BYTES,
     }
 }
@@ -80,6 +94,7 @@ pub(crate) fn repack(ty: QuantType, rows: [&[u8]; ROWS], nb: usize, dst: &mut [u
     match ty {
         QuantType::Q6K => repack_q6k_x8(rows, nb, dst),
         QuantType::Q8_0 => repack_q8_0_x8(rows, nb, dst),
+        QuantType::Q4_1 => repack_q4_1_x8(rows, nb, dst),
         _ => repack_q4k_x8(rows, nb, dst),
     }
 }
@@ -96,6 +111,26 @@ pub(crate) fn act_sums(act: &[u8], out: &mut Vec<i32>) {
     for b in act.chunks_exact(B80) {
         let s: i32 = b[off..off + 32].iter().map(|&v| i32::from(v as i8)).sum();
         out.push(-128 * s);
+    }
+}
+
+/// Repacks blocks `0..nb` of eight Q4_1 rows into `dst` (`nb * BLOCK1_BYTES` bytes).
+fn repack_q4_1_x8(rows: [&[u8]; ROWS], nb: usize, dst: &mut [u8]) {
+    use crate::convert::f16_to_f32;
+    let dst = &mut dst[..nb * BLOCK1_BYTES];
+    for (b, out) in dst.chunks_exact_mut(BLOCK1_BYTES).enumerate() {
+        for (r, row) in rows.iter().enumerate() {
+            let x = &row[b * B41..(b + 1) * B41];
+            let f16 = |o: usize| f16_to_f32(u16::from_le_bytes([x[o], x[o + 1]]));
+            let (d, m) = (f16(offset_of!(BlockQ4_1, d)), f16(offset_of!(BlockQ4_1, m)));
+            out[4 * r..4 * r + 4].copy_from_slice(&d.to_le_bytes());
+            out[OFF1_M + 4 * r..OFF1_M + 4 * r + 4].copy_from_slice(&m.to_le_bytes());
+            let qs = &x[offset_of!(BlockQ4_1, qs)..][..16];
+            for (k, four) in qs.chunks_exact(4).enumerate() {
+                let o = OFF1_Q + (k * ROWS + r) * 4;
+                out[o..o + 4].copy_from_slice(four);
+            }
+        }
     }
 }
 
@@ -119,7 +154,7 @@ fn repack_q8_0_x8(rows: [&[u8]; ROWS], nb: usize, dst: &mut [u8]) {
 }
 
 /// `out[j][r]` = row `r` of the repacked group `packed` (`nb` blocks of `ty`) · activation row
-/// `acts[j]` (Q8_K or Q8_0, `scales[j]` its block scales, `sums[j]` its [`act_sums`] where
+/// `acts[j]` (Q8_K, Q8_0 or Q8_1, `scales[j]` its [`crate::qgemm::act_scales`], `sums[j]` its [`act_sums`] where
 /// [`needs_sums`], else unread), with the kernels of `isa`.
 ///
 /// # Safety
@@ -137,12 +172,16 @@ pub(crate) unsafe fn tile<const R: usize>(
 ) {
     // The kernels read `nb` blocks of everything unchecked.
     assert!(repacks(ty) && packed.len() >= group_bytes(ty, nb));
-    let ab = if ty == QuantType::Q8_0 { B80 } else { B8K };
+    let (ab, spb) = match ty {
+        QuantType::Q8_0 => (B80, 1),
+        QuantType::Q4_1 => (B81, 2),
+        _ => (B8K, 1),
+    };
     let mut a = [std::ptr::null::<u8>(); R];
     let mut s = [std::ptr::null::<f32>(); R];
     let mut c = [std::ptr::null::<i32>(); R];
     for j in 0..R {
-        assert!(acts[j].len() >= nb * ab && scales[j].len() >= nb);
+        assert!(acts[j].len() >= nb * ab && scales[j].len() >= nb * spb);
         assert!(!needs_sums(ty, isa) || sums[j].len() >= nb);
         a[j] = acts[j].as_ptr();
         s[j] = scales[j].as_ptr();
@@ -156,6 +195,8 @@ pub(crate) unsafe fn tile<const R: usize>(
             (QuantType::Q6K, Isa::Vnni) => q6k_x8_vnni::<R>(x, nb, a, s, out),
             (QuantType::Q8_0, Isa::Avx2) => q8_0_x8_avx2::<R>(x, nb, a, s, out),
             (QuantType::Q8_0, Isa::Vnni) => q8_0_x8_vnni::<R>(x, nb, a, s, c, out),
+            (QuantType::Q4_1, Isa::Avx2) => q4_1_x8_avx2::<R>(x, nb, a, s, out),
+            (QuantType::Q4_1, Isa::Vnni) => q4_1_x8_vnni::<R>(x, nb, a, s, out),
             (_, Isa::Avx2) => q4k_x8_avx2::<R>(x, nb, a, s, out),
             (_, Isa::Vnni) => q4k_x8_vnni::<R>(x, nb, a, s, out),
         }
@@ -307,9 +348,8 @@ macro_rules! q4k_x8_kernel {
                     let mut shi = [_mm256_setzero_si256(); R];
                     for k in 0..8 {
                         // SAFETY: quant vector (g, k) of the block.
-                        let v = unsafe {
-                            _mm256_loadu_si256(xb.add(OFF_QS + (g * 8 + k) * 32).cast())
-                        };
+                        let v =
+                            unsafe { _mm256_loadu_si256(xb.add(OFF_QS + (g * 8 + k) * 32).cast()) };
                         let lo = _mm256_and_si256(v, m4);
                         let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
                         let o = 64 * g + 4 * k;
@@ -350,12 +390,8 @@ macro_rules! q4k_x8_kernel {
                 ];
                 for j in 0..R {
                     // SAFETY: the scale of block b < nb and the block's 16 i16 group sums.
-                    let (yd, bs) = unsafe {
-                        (
-                            *s[j].add(b),
-                            _mm256_loadu_si256(ys[j].add(yb - yq).cast()),
-                        )
-                    };
+                    let (yd, bs) =
+                        unsafe { (*s[j].add(b), _mm256_loadu_si256(ys[j].add(yb - yq).cast())) };
                     // The eight sums of 32 activations, as four i32 lanes of two i16 each.
                     let q8s =
                         _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
@@ -427,9 +463,8 @@ macro_rules! q6k_x8_kernel {
                     let mut gs = [_mm256_setzero_si256(); R];
                     for k in 0..4 {
                         // SAFETY: level vector (g, k) of the block.
-                        let v = unsafe {
-                            _mm256_loadu_si256(xb.add(OFF6_Q + (g * 4 + k) * 32).cast())
-                        };
+                        let v =
+                            unsafe { _mm256_loadu_si256(xb.add(OFF6_Q + (g * 4 + k) * 32).cast()) };
                         let o = 16 * g + 4 * k;
                         for j in 0..R {
                             // SAFETY: activation bytes o .. o + 4 <= QK_K of the block.
@@ -465,12 +500,8 @@ macro_rules! q6k_x8_kernel {
                 ];
                 for j in 0..R {
                     // SAFETY: the scale of block b < nb and the block's 16 i16 group sums.
-                    let (yd, bs) = unsafe {
-                        (
-                            *s[j].add(b),
-                            _mm256_loadu_si256(ys[j].add(yb - yq).cast()),
-                        )
-                    };
+                    let (yd, bs) =
+                        unsafe { (*s[j].add(b), _mm256_loadu_si256(ys[j].add(yb - yq).cast())) };
                     // Σ_g sc_g bsum_g, two groups per i32 lane of `bs`.
                     let lo = _mm256_castsi256_si128(bs);
                     let hi = _mm256_extracti128_si256(bs, 1);
@@ -604,6 +635,89 @@ unsafe fn q8_0_x8_vnni<const R: usize>(
     }
 }
 
+/// The Q4_1 kernel for one instruction set; `$dota` gives the same integers on every set.
+macro_rules! q4_1_x8_kernel {
+    ($name:ident, $feat:literal, $dota:ident) => {
+        /// Eight repacked Q4_1 rows × `R` Q8_1 activation rows: per block and row the exact
+        /// `I = Σ q·y`, then `fma(d_w·d_y, I, ·)` into the even or odd blocks' sum and `m_w·s_y`
+        /// added (unfused) to the even or odd mins' sum; the result `(e + o) + (n + p)`: the
+        /// order of [`crate::qgemm`]'s Q4_1 kernels.
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU has `", $feat, "`; `x` points to `nb` repacked blocks, `a[j]` to")]
+        /// `nb` Q8_1 blocks and `s[j]` to their `2·nb` scales (`d`, `s` per block).
+        #[target_feature(enable = $feat)]
+        unsafe fn $name<const R: usize>(
+            x: *const u8,
+            nb: usize,
+            a: [*const u8; R],
+            s: [*const f32; R],
+            out: &mut [[f32; ROWS]; R],
+        ) {
+            let yq = offset_of!(BlockQ8_1, qs);
+            let m4 = _mm256_set1_epi8(0x0f);
+            let mut facc = [[_mm256_setzero_ps(); R]; 2];
+            let mut sm = [[_mm256_setzero_ps(); R]; 2];
+            for b in 0..nb {
+                // SAFETY: block b < nb of the repacked group.
+                let xb = unsafe { x.add(b * BLOCK1_BYTES) };
+                let mut lo = [_mm256_setzero_si256(); 4];
+                let mut hi = [_mm256_setzero_si256(); 4];
+                for k in 0..4 {
+                    // SAFETY: quant vector k of the block.
+                    let v = unsafe { _mm256_loadu_si256(xb.add(OFF1_Q + 32 * k).cast()) };
+                    lo[k] = _mm256_and_si256(v, m4);
+                    hi[k] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                }
+                // SAFETY: the f32 `d` and `m` of the block.
+                let (d, m) = unsafe {
+                    (
+                        _mm256_loadu_ps(xb.cast()),
+                        _mm256_loadu_ps(xb.add(OFF1_M).cast()),
+                    )
+                };
+                for j in 0..R {
+                    // SAFETY: block b < nb of activation row j, its quants and two scales.
+                    let (y, yd, ys) = unsafe {
+                        (
+                            a[j].add(b * B81 + yq),
+                            *s[j].add(2 * b),
+                            *s[j].add(2 * b + 1),
+                        )
+                    };
+                    let mut i = _mm256_setzero_si256();
+                    for k in 0..4 {
+                        // SAFETY: activation bytes 4k .. 4k + 4 and 16 + 4k .. 20 + 4k of 32.
+                        let (y0, y1) = unsafe {
+                            (
+                                y.add(4 * k).cast::<i32>().read_unaligned(),
+                                y.add(16 + 4 * k).cast::<i32>().read_unaligned(),
+                            )
+                        };
+                        i = $dota(i, lo[k], _mm256_set1_epi32(y0));
+                        i = $dota(i, hi[k], _mm256_set1_epi32(y1));
+                    }
+                    let dd = _mm256_mul_ps(d, _mm256_set1_ps(yd));
+                    facc[b % 2][j] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(i), facc[b % 2][j]);
+                    sm[b % 2][j] =
+                        _mm256_add_ps(sm[b % 2][j], _mm256_mul_ps(m, _mm256_set1_ps(ys)));
+                }
+            }
+            for j in 0..R {
+                let v = _mm256_add_ps(
+                    _mm256_add_ps(facc[0][j], facc[1][j]),
+                    _mm256_add_ps(sm[0][j], sm[1][j]),
+                );
+                // SAFETY: `out[j]` is eight writable f32; `storeu` has no alignment requirement.
+                unsafe { _mm256_storeu_ps(out[j].as_mut_ptr(), v) };
+            }
+        }
+    };
+}
+
+q4_1_x8_kernel!(q4_1_x8_avx2, "avx2,fma", dota_avx2);
+q4_1_x8_kernel!(q4_1_x8_vnni, "avx2,fma,avx512vnni,avx512vl", dota_vnni);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,7 +727,12 @@ mod tests {
     /// for tiles of four activation rows and of one.
     #[test]
     fn repacked_rows_equal_the_gguf_layout_kernels_bit_for_bit() {
-        for ty in [QuantType::Q4K, QuantType::Q6K, QuantType::Q8_0] {
+        for ty in [
+            QuantType::Q4_1,
+            QuantType::Q4K,
+            QuantType::Q6K,
+            QuantType::Q8_0,
+        ] {
             if crate::qgemm::available(ty) {
                 repacked_rows_match(ty);
             }
@@ -630,7 +749,7 @@ mod tests {
             seed ^= seed << 17;
             ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         };
-        let k = ty != QuantType::Q8_0;
+        let k = matches!(ty, QuantType::Q4K | QuantType::Q6K);
         let cols_list: &[usize] = if k { &[256, 1024] } else { &[96, 256, 1024] };
         for &cols in cols_list {
             let nb = cols / if k { QK_K } else { 32 };
@@ -661,7 +780,7 @@ mod tests {
                 .iter()
                 .map(|a| {
                     let mut v = Vec::new();
-                    if !k {
+                    if ty == QuantType::Q8_0 {
                         act_sums(a, &mut v);
                     }
                     v
@@ -688,7 +807,16 @@ mod tests {
                     let mut one = [[0.0f32; ROWS]; 1];
                     // SAFETY: as above.
                     unsafe {
-                        tile::<1>(isa, ty, &packed, nb, [&acts[j]], [&scales[j]], [&sums[j]], &mut one)
+                        tile::<1>(
+                            isa,
+                            ty,
+                            &packed,
+                            nb,
+                            [&acts[j]],
+                            [&scales[j]],
+                            [&sums[j]],
+                            &mut one,
+                        )
                     };
                     for r in 0..ROWS {
                         let mut want = [[0.0f32]];
