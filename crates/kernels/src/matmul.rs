@@ -476,21 +476,24 @@ pub fn matvec_quantized_many(
             let k = outs.len();
             let total = starts[k];
             let threads = rayon::current_num_threads().max(1);
-            let min_len = (total / (threads * 8)).max(16);
+            let chunk = (total / (threads * 8)).max(16);
             let (starts, ptrs) = (&starts, &ptrs);
-            (0..total)
-                .into_par_iter()
-                .with_min_len(min_len)
-                .for_each(|g| {
+            // Chunks of global rows, split where a matrix ends.
+            (0..total.div_ceil(chunk)).into_par_iter().for_each(|c| {
+                let (mut g, g1) = (c * chunk, ((c + 1) * chunk).min(total));
+                while g < g1 {
                     let i = (1..k).take_while(|&i| starts[i] <= g).count();
-                    let r = g - starts[i];
-                    let mut v = [[0.0f32]];
-                    let wr = &ws[i][r * wrb..(r + 1) * wrb];
-                    crate::qgemm::dot_tile::<1, 1>(ty, [wr], [act], [scales], &mut v);
-                    // SAFETY: r < outs[i].len() (starts are prefix sums of the lengths), each (i, r)
-                    // is written by exactly one task, and `outs` is mutably borrowed throughout.
-                    unsafe { *ptrs[i].0.add(r) = v[0][0] };
-                });
+                    let end = g1.min(starts[i + 1]);
+                    let (r0, r1) = (g - starts[i], end - starts[i]);
+                    // SAFETY: r0 < r1 <= outs[i].len() (starts are prefix sums of the lengths);
+                    // these rows are written by this task alone, and `outs` is mutably borrowed
+                    // throughout.
+                    let o = unsafe { std::slice::from_raw_parts_mut(ptrs[i].0.add(r0), r1 - r0) };
+                    let wr = &ws[i][r0 * wrb..r1 * wrb];
+                    crate::qgemm::dot_rows(ty, wr, wrb, act, scales, o);
+                    g = end;
+                }
+            });
             Ok(())
         });
     }
@@ -527,16 +530,14 @@ fn tiled_quantized(
     let threads = rayon::current_num_threads().max(1);
     if n == 1 {
         // Decode: one weight row per product (tiles of several weight rows interleave their
-        // streams and measured slower on Q4_1, Q4_K and Q6_K).
-        let min_len = (rows / (threads * 8)).max(16);
-        out.par_iter_mut()
-            .with_min_len(min_len)
-            .zip(w.par_chunks_exact(wrb))
-            .for_each(|(o, wr)| {
-                let mut v = [[0.0f32]];
-                dot_tile::<1, 1>(ty, [wr], [act], [scales], &mut v);
-                *o = v[0][0];
-            });
+        // streams and measured slower on Q4_1, Q4_K and Q6_K), in chunks of rows with one
+        // dispatch each.
+        let chunk = (rows / (threads * 8)).max(16);
+        out.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| {
+            let r0 = c * chunk;
+            let wr = &w[r0 * wrb..(r0 + o.len()) * wrb];
+            crate::qgemm::dot_rows(ty, wr, wrb, act, scales, o);
+        });
         return;
     }
     let n_blocks = rows.div_ceil(QROW_BLOCK);

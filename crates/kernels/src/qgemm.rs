@@ -130,6 +130,62 @@ pub(crate) fn dot_tile<const RW: usize, const R: usize>(
     unsafe { dot_tile_isa(isa, ty, ws, acts, scales, out) };
 }
 
+/// `out[r] = w_r · act` for the consecutive weight rows `w_r = w[r·wrb..(r + 1)·wrb]` (decode):
+/// one dispatch for all rows, each row the same kernel call as a 1 × 1 [`dot_tile`]. The caller
+/// has checked that `available(ty)` and that the rows are whole, matching blocks.
+pub(crate) fn dot_rows(
+    ty: QuantType,
+    w: &[u8],
+    wrb: usize,
+    act: &[u8],
+    scales: &[f32],
+    out: &mut [f32],
+) {
+    type Kernel = unsafe fn(&Tile<1, 1>, &mut [[f32; 1]; 1]);
+    let isa = isa().unwrap_or(Isa::Avx2);
+    let (wb, ab, spb) = block_sizes(ty);
+    let nb = wrb / wb;
+    // The kernel reads blocks 0..nb of every row, the activation row and its scales unchecked.
+    assert!(nb * wb == wrb && w.len() >= out.len() * wrb);
+    assert!(act.len() >= nb * ab && scales.len() >= nb * spb);
+    let kernel: Kernel = match (ty, isa) {
+        (QuantType::Q4_1, Isa::Avx2) => q4_1_avx2::<1, 1>,
+        (QuantType::Q4_1, Isa::Vnni) => q4_1_vnni::<1, 1>,
+        (QuantType::Q4K, Isa::Avx2) => q4_k_avx2::<1, 1>,
+        (QuantType::Q4K, Isa::Vnni) => q4_k_vnni::<1, 1>,
+        (QuantType::Q6K, Isa::Avx2) => q6_k_avx2::<1, 1>,
+        (QuantType::Q6K, Isa::Vnni) => q6_k_vnni::<1, 1>,
+        (_, Isa::Avx2) => q8_0_avx2::<1, 1>,
+        (_, Isa::Vnni) => q8_0_vnni::<1, 1>,
+    };
+    let mut t = Tile {
+        w: [w.as_ptr()],
+        nb,
+        a: [act.as_ptr()],
+        s: [scales.as_ptr()],
+    };
+    for (r, o) in out.iter_mut().enumerate() {
+        // SAFETY: row r < out.len(), so its wrb bytes lie in `w` (asserted above).
+        t.w[0] = unsafe { w.as_ptr().add(r * wrb) };
+        let mut v = [[0.0f32]];
+        // SAFETY: `available(ty)` (the caller's contract) and `isa()` guarantee the features;
+        // the tile's rows hold `nb` blocks and the activation `nb` blocks and scales (asserted).
+        unsafe { kernel(&t, &mut v) };
+        *o = v[0][0];
+    }
+}
+
+/// Bytes of a weight block, bytes of an activation block and activation scales per block of
+/// the tiled kernels of `ty`.
+fn block_sizes(ty: QuantType) -> (usize, usize, usize) {
+    match ty {
+        QuantType::Q4_1 => (B41, B81, 2),
+        QuantType::Q4K => (B4K, B8K, 1),
+        QuantType::Q6K => (B6K, B8K, 1),
+        _ => (B80, B80, 1),
+    }
+}
+
 /// [`dot_tile`] with the kernels of `isa`.
 ///
 /// # Safety
@@ -142,12 +198,7 @@ pub(crate) unsafe fn dot_tile_isa<const RW: usize, const R: usize>(
     scales: [&[f32]; R],
     out: &mut [[f32; R]; RW],
 ) {
-    let (wb, ab, spb) = match ty {
-        QuantType::Q4_1 => (B41, B81, 2),
-        QuantType::Q4K => (B4K, B8K, 1),
-        QuantType::Q6K => (B6K, B8K, 1),
-        _ => (B80, B80, 1),
-    };
+    let (wb, ab, spb) = block_sizes(ty);
     let nb = ws[0].len() / wb;
     let mut wp = [std::ptr::null::<u8>(); RW];
     for i in 0..RW {
