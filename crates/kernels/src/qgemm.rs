@@ -328,19 +328,6 @@ unsafe fn f16x4(bits: u64) -> __m128 {
     out
 }
 
-/// The two f16 at `p + off` as f32 (F16C; exact).
-///
-/// # Safety
-/// `p + off .. p + off + 4` must be readable.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn f16x2(p: *const u8, off: usize) -> (f32, f32) {
-    // SAFETY: the caller guarantees 4 readable bytes.
-    let bits = unsafe { p.add(off).cast::<u32>().read_unaligned() };
-    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
-    (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
-}
-
 /// The 32 products of unsigned bytes `u` and signed bytes `s`, summed in fours into eight i32
 /// lanes (lane k: bytes 4k..4k+4): `maddubs` then `madd` with ones. Exact while no pair of
 /// products exceeds the i16 range, which every caller guarantees.
@@ -634,87 +621,138 @@ macro_rules! kquant_kernels {
     ($q4k:ident, $q6k:ident, $feat:literal, $dpw:ident) => {
         /// Q4_K weights × Q8_K activations: per block the exact integers `I = Σ_g sc_g Σ q·y` and
         /// `M = Σ_g m_g Σ y` (the group sums of `y` from the activation block's `bsums`), then
-        /// `acc = fma(d_w·d_y, I, acc)` and `acc = fma(−dmin_w·d_y, M, acc)` in f32, block after
-        /// block: the canonical order [`crate::qgemm_x8`]'s eight-row kernels follow lane by lane,
-        /// so every tile shape and layout gives the same bits.
+        /// `e = fma(d_w·d_y, I, e)` and `e = fma(−dmin_w·d_y, M, e)` in f32 for even blocks, the
+        /// same into `o` for odd ones (lanes 0 and 1, blocks in pairs), and the result `e + o`:
+        /// the canonical order [`crate::qgemm_x8`]'s eight-row kernels follow lane by lane, so
+        /// every tile shape and layout gives the same bits.
         ///
         /// # Safety
         #[doc = concat!("The CPU has `", $feat, "` and `t` describes readable blocks ([`dot_tile`]).")]
         #[target_feature(enable = $feat)]
         unsafe fn $q4k<const RW: usize, const R: usize>(t: &Tile<RW, R>, out: &mut [[f32; R]; RW]) {
-            let mut acc = [[0.0f32; R]; RW];
+            // Lanes 0 and 1: the even and the odd blocks' sums.
+            let mut acc = [[_mm_setzero_ps(); R]; RW];
             let m4 = _mm256_set1_epi8(0x0f);
             let yq = offset_of!(BlockQ8K, qs);
             let yb = offset_of!(BlockQ8K, bsums);
             const _: () = assert!(offset_of!(BlockQ4K, dmin) == offset_of!(BlockQ4K, d) + 2);
-            for b in 0..t.nb {
-                let mut xs = [std::ptr::null::<u8>(); RW];
-                let mut mins = [_mm_setzero_si128(); RW];
-                let mut sc = [[0i16; 16]; RW];
-                let mut dd = [(0.0f32, 0.0f32); RW];
-                for i in 0..RW {
-                    // SAFETY: block b < nb of weight row i.
-                    let x = unsafe { t.w[i].add(b * B4K) };
-                    xs[i] = x;
-                    // SAFETY: the 12 scale bytes and the two f16 of the block.
-                    let (raw, d) = unsafe {
-                        (
-                            x.add(offset_of!(BlockQ4K, scales))
-                                .cast::<[u8; 12]>()
-                                .read_unaligned(),
-                            f16x2(x, offset_of!(BlockQ4K, d)),
-                        )
-                    };
-                    let sm = k4_scales_mins(&raw);
-                    let sm = _mm256_cvtepu8_epi16(_mm_set_epi32(
-                        sm[3] as i32,
-                        sm[2] as i32,
-                        sm[1] as i32,
-                        sm[0] as i32,
-                    ));
-                    mins[i] = _mm256_extracti128_si256(sm, 1);
-                    // SAFETY: `sc[i]` is 32 writable bytes; `storeu` has no alignment requirement.
-                    unsafe { _mm256_storeu_si256(sc[i].as_mut_ptr().cast(), sm) };
-                    dd[i] = d;
-                }
-                let mut ys = [std::ptr::null::<u8>(); R];
-                for j in 0..R {
-                    // SAFETY: block b < nb of activation row j.
-                    ys[j] = unsafe { t.a[j].add(b * B8K) };
-                }
-                let mut iacc = [[_mm256_setzero_si256(); R]; RW];
-                for g in 0..QK_K / 64 {
+            let mut b = 0;
+            while b < t.nb {
+                // The pair (b, b + 1), or b alone at the end (its partner zero).
+                let two = b + 1 < t.nb;
+                let mut iacc = [[[_mm256_setzero_si256(); 2]; R]; RW];
+                let mut prods = [[[_mm_setzero_si128(); 2]; R]; RW];
+                let mut dmw = [_mm_setzero_ps(); RW];
+                let mut dbits = [[0u32; 2]; RW];
+                for h in 0..1 + usize::from(two) {
+                    let bb = b + h;
+                    let mut xs = [std::ptr::null::<u8>(); RW];
+                    let mut mins = [_mm_setzero_si128(); RW];
+                    let mut sc = [[0i16; 16]; RW];
                     for i in 0..RW {
-                        // SAFETY: bytes 32g .. 32g + 32 of the block's 128 quant bytes.
-                        let v = unsafe { ld(xs[i], offset_of!(BlockQ4K, qs) + 32 * g) };
-                        let lo = _mm256_and_si256(v, m4);
-                        let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-                        let s_lo = _mm256_set1_epi16(sc[i][2 * g]);
-                        let s_hi = _mm256_set1_epi16(sc[i][2 * g + 1]);
-                        for j in 0..R {
-                            // SAFETY: bytes yq + 64g .. yq + 64g + 64 <= yq + QK_K of the block.
-                            let (y0, y1) =
-                                unsafe { (ld(ys[j], yq + 64 * g), ld(ys[j], yq + 64 * g + 32)) };
-                            let a = $dpw(iacc[i][j], _mm256_maddubs_epi16(lo, y0), s_lo);
-                            iacc[i][j] = $dpw(a, _mm256_maddubs_epi16(hi, y1), s_hi);
+                        // SAFETY: block bb < nb of weight row i.
+                        let x = unsafe { t.w[i].add(bb * B4K) };
+                        xs[i] = x;
+                        // SAFETY: the 12 scale bytes and the two f16 of the block.
+                        let (raw, d) = unsafe {
+                            (
+                                x.add(offset_of!(BlockQ4K, scales))
+                                    .cast::<[u8; 12]>()
+                                    .read_unaligned(),
+                                x.add(offset_of!(BlockQ4K, d)).cast::<u32>().read_unaligned(),
+                            )
+                        };
+                        dbits[i][h] = d;
+                        let sm = k4_scales_mins(&raw);
+                        let sm = _mm256_cvtepu8_epi16(_mm_set_epi32(
+                            sm[3] as i32,
+                            sm[2] as i32,
+                            sm[1] as i32,
+                            sm[0] as i32,
+                        ));
+                        mins[i] = _mm256_extracti128_si256(sm, 1);
+                        // SAFETY: `sc[i]` is 32 writable bytes; `storeu` has no alignment
+                        // requirement.
+                        unsafe { _mm256_storeu_si256(sc[i].as_mut_ptr().cast(), sm) };
+                    }
+                    let mut ys = [std::ptr::null::<u8>(); R];
+                    for j in 0..R {
+                        // SAFETY: block bb < nb of activation row j.
+                        ys[j] = unsafe { t.a[j].add(bb * B8K) };
+                    }
+                    for g in 0..QK_K / 64 {
+                        for i in 0..RW {
+                            // SAFETY: bytes 32g .. 32g + 32 of the block's 128 quant bytes.
+                            let v = unsafe { ld(xs[i], offset_of!(BlockQ4K, qs) + 32 * g) };
+                            let lo = _mm256_and_si256(v, m4);
+                            let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                            let s_lo = _mm256_set1_epi16(sc[i][2 * g]);
+                            let s_hi = _mm256_set1_epi16(sc[i][2 * g + 1]);
+                            for j in 0..R {
+                                // SAFETY: bytes yq + 64g .. yq + 64g + 64 <= yq + QK_K.
+                                let (y0, y1) = unsafe {
+                                    (ld(ys[j], yq + 64 * g), ld(ys[j], yq + 64 * g + 32))
+                                };
+                                let a = $dpw(iacc[i][j][h], _mm256_maddubs_epi16(lo, y0), s_lo);
+                                iacc[i][j][h] = $dpw(a, _mm256_maddubs_epi16(hi, y1), s_hi);
+                            }
+                        }
+                    }
+                    for j in 0..R {
+                        // SAFETY: the block's 16 i16 group sums.
+                        let bs = unsafe { ld(ys[j], yb) };
+                        // 16 sums of 16 activations, paired into the 8 sums of 32 the mins
+                        // apply to.
+                        let q8s = _mm_hadd_epi16(
+                            _mm256_castsi256_si128(bs),
+                            _mm256_extracti128_si256(bs, 1),
+                        );
+                        for i in 0..RW {
+                            prods[i][j][h] = _mm_madd_epi16(mins[i], q8s);
                         }
                     }
                 }
+                for i in 0..RW {
+                    // [d, dmin, d', dmin'] of the pair (zeros for a missing partner).
+                    let bits = u64::from(dbits[i][0]) | (u64::from(dbits[i][1]) << 32);
+                    // SAFETY: the CPU has F16C (this function's features).
+                    dmw[i] = unsafe { f16x4(bits) };
+                }
                 for j in 0..R {
-                    // SAFETY: the scale of block b and the block's 16 i16 group sums.
-                    let (yd, bs) = unsafe { (*t.s[j].add(b), ld(ys[j], yb)) };
-                    // 16 sums of 16 activations, paired into the 8 sums of 32 the mins apply to.
-                    let q8s =
-                        _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+                    // SAFETY: the scales of blocks b (and b + 1 when `two`).
+                    let yd = unsafe {
+                        let s = t.s[j].add(b);
+                        if two {
+                            _mm_castsi128_ps(_mm_loadl_epi64(s.cast()))
+                        } else {
+                            _mm_load_ss(s)
+                        }
+                    };
+                    // [y, y, y', y'].
+                    let yd = _mm_unpacklo_ps(yd, yd);
                     for i in 0..RW {
-                        let prod = _mm_madd_epi16(mins[i], q8s);
-                        let (isum, msum) = hsum2_i32(iacc[i][j], prod);
-                        let a = (dd[i].0 * yd).mul_add(isum as f32, acc[i][j]);
-                        acc[i][j] = (-(dd[i].1 * yd)).mul_add(msum as f32, a);
+                        let [s0, s1] = iacc[i][j];
+                        let [p0, p1] = prods[i][j];
+                        // [I, I', M, M'], exact.
+                        let h = _mm256_hadd_epi32(s0, s1);
+                        let h = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+                        let im = _mm_cvtepi32_ps(_mm_hadd_epi32(h, _mm_hadd_epi32(p0, p1)));
+                        // [d·y, dmin·y, d'·y', dmin'·y'].
+                        let dd = _mm_mul_ps(dmw[i], yd);
+                        let dv = _mm_shuffle_ps::<0b10_00_10_00>(dd, dd);
+                        let mv = _mm_shuffle_ps::<0b11_01_11_01>(dd, dd);
+                        let a = _mm_fmadd_ps(dv, im, acc[i][j]);
+                        acc[i][j] = _mm_fnmadd_ps(mv, _mm_movehl_ps(im, im), a);
                     }
                 }
+                b += 2;
             }
-            *out = acc;
+            for i in 0..RW {
+                for j in 0..R {
+                    let a = acc[i][j];
+                    out[i][j] = _mm_cvtss_f32(a) + _mm_cvtss_f32(_mm_movehdup_ps(a));
+                }
+            }
         }
 
         /// Q6_K weights × Q8_K activations: per block the exact integer `I = Σ_g sc_g Σ (u − 32)·y`,

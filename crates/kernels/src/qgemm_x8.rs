@@ -324,7 +324,7 @@ macro_rules! q4k_x8_kernel {
             let m4 = _mm256_set1_epi8(0x0f);
             let yq = offset_of!(BlockQ8K, qs);
             let yb = offset_of!(BlockQ8K, bsums);
-            let mut facc = [_mm256_setzero_ps(); R];
+            let mut facc = [[_mm256_setzero_ps(); R]; 2];
             for b in 0..nb {
                 // SAFETY: block b < nb of the repacked group.
                 let xb = unsafe { x.add(b * BLOCK_BYTES) };
@@ -404,15 +404,16 @@ macro_rules! q4k_x8_kernel {
                     let acc = _mm256_fmadd_ps(
                         _mm256_mul_ps(d, ydv),
                         _mm256_cvtepi32_ps(isum[j]),
-                        facc[j],
+                        facc[b % 2][j],
                     );
-                    facc[j] =
+                    facc[b % 2][j] =
                         _mm256_fnmadd_ps(_mm256_mul_ps(dmin, ydv), _mm256_cvtepi32_ps(msum), acc);
                 }
             }
             for j in 0..R {
+                let v = _mm256_add_ps(facc[0][j], facc[1][j]);
                 // SAFETY: `out[j]` is eight writable f32; `storeu` has no alignment requirement.
-                unsafe { _mm256_storeu_ps(out[j].as_mut_ptr(), facc[j]) };
+                unsafe { _mm256_storeu_ps(out[j].as_mut_ptr(), v) };
             }
         }
     };
