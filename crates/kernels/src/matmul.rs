@@ -545,8 +545,8 @@ fn tiled_quantized(
     let optr = SendPtr(out.as_mut_ptr());
     // Tiles of four weight rows where the kernel has the registers for them.
     let wide = crate::qgemm::wide_tiles(ty);
-    // Q4_K, Q6_K and Q8_0 batches: weights repacked eight rows at a time ([`crate::qgemm_x8`]),
-    // with the activation blocks' sums where the kernel reads them.
+    // Batches of Q4_1, Q4_K, Q6_K and Q8_0: weights repacked eight rows at a time
+    // ([`crate::qgemm_x8`]), with the activation blocks' sums where the kernel reads them.
     let x8 = crate::qgemm_x8::repacks(ty) && n >= 4;
     let sums_guard = QSUMS.with(|c| {
         let mut v = std::mem::take(&mut *c.borrow_mut());
@@ -570,7 +570,7 @@ fn tiled_quantized(
             let optr = &optr;
             let r0 = b * QROW_BLOCK;
             let r1 = (r0 + QROW_BLOCK).min(rows);
-            // Q4_K, Q6_K: whole groups of eight rows repacked (the rest below).
+            // Whole groups of eight rows repacked (the rest below).
             let r_rest = if x8 {
                 // SAFETY: r1 <= rows, `out` holds n * rows values (checked by
                 // `matmul_quantized`), and only this task writes rows r0..r1.
@@ -656,8 +656,9 @@ type ActRows<'f, 'a> = (
 );
 
 /// The products of weight rows `r0..` of `ty` (one of [`crate::qgemm_x8::repacks`]) in whole
-/// groups of eight, repacked once into scratch memory, with all `n` activation rows (four at a time, then one by one), written into the
-/// `[n × rows]` output; returns the first row left (`r1` when `r1 - r0` is a multiple of eight).
+/// groups of eight, repacked once into scratch memory, with all `n` activation rows (four at a
+/// time, then one by one), written into the `[n × rows]` output; returns the first row left (`r1`
+/// when `r1 - r0` is a multiple of eight).
 ///
 /// # Safety
 /// `out` points to `n * rows` values, `r1 <= rows`, and no other thread writes rows `r0..r1`.

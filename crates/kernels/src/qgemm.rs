@@ -349,7 +349,7 @@ fn dot_u8i8_vnni(u: __m256i, s: __m256i) -> __m256i {
 /// i32 lanes: `madd` then `add`. Exact (wrapping) i32 arithmetic.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn dpw_avx2(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+pub(crate) fn dpw_avx2(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
     _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
 }
 
@@ -357,7 +357,7 @@ fn dpw_avx2(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
 /// bit for bit.
 #[inline]
 #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
-fn dpw_vnni(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+pub(crate) fn dpw_vnni(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
     _mm256_dpwssd_epi32(acc, a, b)
 }
 

@@ -1,10 +1,11 @@
-//! Q4_1, Q4_K, Q6_K and Q8_0 weights repacked eight rows at a time for batched products (prefill): every
-//! 32-byte vector holds four quants of each of eight rows, so one `vpdpbusd` (or `maddubs` +
-//! `madd` on AVX2) against four broadcast activation bytes advances eight rows' sums, one per i32
-//! lane. The per-group scales, the mins (Q4_K) or offset (Q6_K) correction and the f32 work are
-//! then vector operations shared by eight rows instead of being paid per (row, activation) pair.
+//! Q4_1, Q4_K, Q6_K and Q8_0 weights repacked eight rows at a time for batched products
+//! (prefill): every 32-byte vector holds four quants of each of eight rows, so one `vpdpbusd` (or
+//! `maddubs` + `madd` on AVX2) against four broadcast activation bytes advances eight rows' sums,
+//! one per i32 lane. The per-group scales, the mins (Q4_K) or offset (Q6_K) correction and the
+//! f32 work are then vector operations shared by eight rows instead of being paid per (row,
+//! activation) pair.
 //!
-//! A task repacks its rows once ([`repack_q4k_x8`]) into scratch memory and streams every
+//! A task repacks its rows once ([`repack`]) into scratch memory and streams every
 //! activation row past them, so the repacking is paid once per batch; the stored weights keep
 //! GGUF's layout (decode reads them directly).
 //!
@@ -19,7 +20,7 @@ use std::arch::x86_64::*;
 use std::mem::offset_of;
 
 use crate::qdot::{BlockQ8K, BlockQ8_1};
-use crate::qgemm::Isa;
+use crate::qgemm::{dpw_avx2, dpw_vnni, Isa};
 use crate::quant::{BlockQ4K, BlockQ4_1, BlockQ6K, BlockQ8_0, QuantType, QK_K};
 
 /// Rows per repacked group.
@@ -154,8 +155,8 @@ fn repack_q8_0_x8(rows: [&[u8]; ROWS], nb: usize, dst: &mut [u8]) {
 }
 
 /// `out[j][r]` = row `r` of the repacked group `packed` (`nb` blocks of `ty`) · activation row
-/// `acts[j]` (Q8_K, Q8_0 or Q8_1, `scales[j]` its [`crate::qgemm::act_scales`], `sums[j]` its [`act_sums`] where
-/// [`needs_sums`], else unread), with the kernels of `isa`.
+/// `acts[j]` (Q8_K, Q8_0 or Q8_1; `scales[j]` its [`crate::qgemm::act_scales`]; `sums[j]` its
+/// [`act_sums`] where [`needs_sums`], else unread), with the kernels of `isa`.
 ///
 /// # Safety
 /// `isa` must be an instruction set this CPU runs ([`crate::qgemm::isas`]).
@@ -289,20 +290,6 @@ fn dota_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
 #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
 fn dota_vnni(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(acc, u, s)
-}
-
-/// `acc` plus the pairwise products of the i16 lanes of `a` and `b`, summed into i32 lanes.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn dpw_avx2(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
-    _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
-}
-
-/// [`dpw_avx2`] in one instruction (`vpdpwssd`, not saturating): the same i32 lanes.
-#[inline]
-#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
-fn dpw_vnni(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
-    _mm256_dpwssd_epi32(acc, a, b)
 }
 
 /// The kernel for one instruction set; `$dota` and `$dpw` give the same integers on every set.
