@@ -105,7 +105,7 @@ pub fn attention(
     Ok(())
 }
 
-/// [`attention`] in tiles of [`crate::attention_tiled::TOKENS`] tokens × the heads of one KV
+/// [`attention`] in tiles of up to [`crate::attention_tiled::TOKENS`] tokens × the heads of one KV
 /// head, in parallel over tiles. Sizes were checked by [`attention`]; the CPU has AVX2 and FMA and
 /// `head_dim` is a multiple of 8 up to the tiles' maximum.
 #[cfg(target_arch = "x86_64")]
@@ -123,12 +123,15 @@ fn tiled(
     use crate::attention_tiled::{attend_tile, TOKENS};
     let (nh, nkv, hd) = (shape.n_heads, shape.n_kv_heads, shape.head_dim);
     let (n_rep, q_dim, kv_dim) = (nh / nkv, nh * hd, nkv * hd);
-    let n_tiles = n_tokens.div_ceil(TOKENS);
+    // Fewer tokens per tile at long contexts, so a tile's scores stay within SCORE_BUDGET floats.
+    let ctx = start_pos + n_tokens;
+    let per_tile = (SCORE_BUDGET / (n_rep * ctx).max(1)).clamp(1, TOKENS);
+    let n_tiles = n_tokens.div_ceil(per_tile);
     let optr = crate::matmul::SendPtr(out.as_mut_ptr());
     (0..n_tiles * nkv).into_par_iter().for_each(|task| {
         let optr = &optr;
         let (tile, g) = (task / nkv, task % nkv);
-        let (t0, t1) = (tile * TOKENS, (tile * TOKENS + TOKENS).min(n_tokens));
+        let (t0, t1) = (tile * per_tile, (tile * per_tile + per_tile).min(n_tokens));
         SCORES.with(|sc| {
             let mut sc = sc.borrow_mut();
             let (mut offs, mut lasts) = (Vec::new(), Vec::new());
@@ -171,6 +174,10 @@ fn tiled(
     });
 }
 
+/// Scores one attention tile may hold (16 MiB of f32).
+#[cfg(target_arch = "x86_64")]
+const SCORE_BUDGET: usize = 1 << 22;
+
 thread_local! {
     /// Attention scores of the (token, head) a thread is working on.
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -194,13 +201,16 @@ mod tests {
     /// heads) as when it is computed alone against the same cache (decode).
     #[test]
     fn batch_and_single_token_give_the_same_bits() {
-        for (hd, nh, nkv) in [
-            (64usize, 9usize, 3usize),
-            (128, 8, 2),
-            (8, 4, 4),
-            (12, 4, 2),
+        // The last case has a long context and 64 query heads per KV head: its tiles hold 8
+        // tokens instead of 16 (the score budget).
+        for (hd, nh, nkv, start) in [
+            (64usize, 9usize, 3usize, 29usize),
+            (128, 8, 2, 29),
+            (8, 4, 4, 29),
+            (12, 4, 2, 29),
+            (8, 64, 1, 8180),
         ] {
-            let (start, n) = (29usize, 11usize);
+            let n = 11usize;
             let ctx = start + n;
             let f = |i: usize| ((i as f32) * 0.377).sin() * 3.0;
             let q: Vec<f32> = (0..n * nh * hd).map(f).collect();
