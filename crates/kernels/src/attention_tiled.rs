@@ -14,17 +14,19 @@
 
 use std::arch::x86_64::*;
 
+use crate::qdot_avx2::hsum;
+
 /// Tokens per tile.
 pub(crate) const TOKENS: usize = 16;
 /// Keys scored together (two vectors of eight).
 const KEYS: usize = 16;
-/// The largest head size the tiles handle (the transposed key block lives on the stack).
+/// The largest head size the tiles handle.
 pub(crate) const MAX_HEAD_DIM: usize = 256;
 
 /// One tile: the queries at `q[offs[i]..offs[i] + hd]` with causal limits `lasts[i]` (the last
 /// position each may attend to), against the keys and values of one KV head (`k`, `v`: rows of
 /// `kv_dim` values from position 0, the head's `hd` values at `g_off`). Writes each query's output
-/// at `out + offs[i]`. `scores` is scratch.
+/// at `out + offs[i]`. `scratch` is reused between calls.
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA; `hd` is a multiple of 8 and at most [`MAX_HEAD_DIM`]; `q` holds every
@@ -43,21 +45,25 @@ pub(crate) unsafe fn attend_tile(
     g_off: usize,
     hd: usize,
     scale: f32,
-    scores: &mut Vec<f32>,
+    scratch: &mut Vec<f32>,
 ) {
     let nq = offs.len();
     let ctx = lasts.iter().max().map_or(0, |&l| l + 1);
     let stride = ctx.div_ceil(KEYS) * KEYS;
-    scores.clear();
-    scores.resize(nq * stride, 0.0);
-    let mut kt = [0.0f32; MAX_HEAD_DIM * KEYS];
+    // The transposed key block, then the scores: every value read below is written first (pass 1
+    // writes whole blocks of 16 keys for every query), so reused scratch is not cleared.
+    let need = hd * KEYS + nq * stride;
+    if scratch.len() < need {
+        scratch.resize(need, 0.0);
+    }
+    let (kt, scores) = scratch[..need].split_at_mut(hd * KEYS);
     let neg = _mm256_set1_ps(f32::NEG_INFINITY);
     // Pass 1: scores, sixteen keys at a time against up to four queries.
     for j0 in (0..ctx).step_by(KEYS) {
         let nk = KEYS.min(ctx - j0);
         // SAFETY: the CPU has AVX2 (this function's contract); rows j0 .. j0 + nk < ctx of `k`
         // hold the head's `hd` values at `g_off` (the caller's contract), `kt` holds hd·16.
-        unsafe { transpose_keys(k, kv_dim, g_off, hd, j0, nk, &mut kt) };
+        unsafe { transpose_keys(k, kv_dim, g_off, hd, j0, nk, kt) };
         let mut q0 = 0;
         while q0 < nq {
             let nqb = 4.min(nq - q0);
@@ -65,7 +71,7 @@ pub(crate) unsafe fn attend_tile(
                 q,
                 offs: &offs[q0..q0 + nqb],
                 lasts: &lasts[q0..q0 + nqb],
-                kt: &kt,
+                kt,
                 hd,
                 j0,
                 scale,
@@ -313,15 +319,6 @@ unsafe fn pv_block<const Q: usize, const NV: usize>(a: &PvArgs<'_>, o: &mut [[f3
             unsafe { _mm256_storeu_ps(o[i].as_mut_ptr().add(8 * c), acc[i][c]) };
         }
     }
-}
-
-#[inline]
-#[target_feature(enable = "avx2")]
-fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
 }
 
 #[inline]

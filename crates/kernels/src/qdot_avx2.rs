@@ -117,9 +117,10 @@ fn isum(q: __m256i, y: __m256i, bias: i8) -> __m256i {
     _mm256_madd_epi16(p, _mm256_set1_epi16(1))
 }
 
+/// The sum of the eight lanes of `v` (a fixed tree: halves, then pairs, then the last two).
 #[inline]
 #[target_feature(enable = "avx2")]
-fn hsum(v: __m256) -> f32 {
+pub(crate) fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));

@@ -141,23 +141,13 @@ pub(crate) fn dot_rows(
     scales: &[f32],
     out: &mut [f32],
 ) {
-    type Kernel = unsafe fn(&Tile<1, 1>, &mut [[f32; 1]; 1]);
     let isa = isa().unwrap_or(Isa::Avx2);
     let (wb, ab, spb) = block_sizes(ty);
     let nb = wrb / wb;
     // The kernel reads blocks 0..nb of every row, the activation row and its scales unchecked.
     assert!(nb * wb == wrb && w.len() >= out.len() * wrb);
     assert!(act.len() >= nb * ab && scales.len() >= nb * spb);
-    let kernel: Kernel = match (ty, isa) {
-        (QuantType::Q4_1, Isa::Avx2) => q4_1_avx2::<1, 1>,
-        (QuantType::Q4_1, Isa::Vnni) => q4_1_vnni::<1, 1>,
-        (QuantType::Q4K, Isa::Avx2) => q4_k_avx2::<1, 1>,
-        (QuantType::Q4K, Isa::Vnni) => q4_k_vnni::<1, 1>,
-        (QuantType::Q6K, Isa::Avx2) => q6_k_avx2::<1, 1>,
-        (QuantType::Q6K, Isa::Vnni) => q6_k_vnni::<1, 1>,
-        (_, Isa::Avx2) => q8_0_avx2::<1, 1>,
-        (_, Isa::Vnni) => q8_0_vnni::<1, 1>,
-    };
+    let kernel = kernel::<1, 1>(ty, isa);
     let mut t = Tile {
         w: [w.as_ptr()],
         nb,
@@ -172,6 +162,23 @@ pub(crate) fn dot_rows(
         // the tile's rows hold `nb` blocks and the activation `nb` blocks and scales (asserted).
         unsafe { kernel(&t, &mut v) };
         *o = v[0][0];
+    }
+}
+
+/// A tile kernel: `out` from the operands of a [`Tile`] (see [`dot_tile`]).
+type Kernel<const RW: usize, const R: usize> = unsafe fn(&Tile<RW, R>, &mut [[f32; R]; RW]);
+
+/// The kernel for `ty` on `isa` (Q8_0 for every other type: callers check [`available`]).
+fn kernel<const RW: usize, const R: usize>(ty: QuantType, isa: Isa) -> Kernel<RW, R> {
+    match (ty, isa) {
+        (QuantType::Q4_1, Isa::Avx2) => q4_1_avx2::<RW, R>,
+        (QuantType::Q4_1, Isa::Vnni) => q4_1_vnni::<RW, R>,
+        (QuantType::Q4K, Isa::Avx2) => q4_k_avx2::<RW, R>,
+        (QuantType::Q4K, Isa::Vnni) => q4_k_vnni::<RW, R>,
+        (QuantType::Q6K, Isa::Avx2) => q6_k_avx2::<RW, R>,
+        (QuantType::Q6K, Isa::Vnni) => q6_k_vnni::<RW, R>,
+        (_, Isa::Avx2) => q8_0_avx2::<RW, R>,
+        (_, Isa::Vnni) => q8_0_vnni::<RW, R>,
     }
 }
 
@@ -224,18 +231,7 @@ pub(crate) unsafe fn dot_tile_isa<const RW: usize, const R: usize>(
     // is one the CPU runs (the caller's contract); every weight row holds `nb` blocks, every
     // activation row at least `nb` blocks and its scales `nb * spb` values (asserted above),
     // which is all the kernels read.
-    unsafe {
-        match (ty, isa) {
-            (QuantType::Q4_1, Isa::Avx2) => q4_1_avx2::<RW, R>(&t, out),
-            (QuantType::Q4_1, Isa::Vnni) => q4_1_vnni::<RW, R>(&t, out),
-            (QuantType::Q4K, Isa::Avx2) => q4_k_avx2::<RW, R>(&t, out),
-            (QuantType::Q4K, Isa::Vnni) => q4_k_vnni::<RW, R>(&t, out),
-            (QuantType::Q6K, Isa::Avx2) => q6_k_avx2::<RW, R>(&t, out),
-            (QuantType::Q6K, Isa::Vnni) => q6_k_vnni::<RW, R>(&t, out),
-            (_, Isa::Avx2) => q8_0_avx2::<RW, R>(&t, out),
-            (_, Isa::Vnni) => q8_0_vnni::<RW, R>(&t, out),
-        }
-    }
+    unsafe { kernel::<RW, R>(ty, isa)(&t, out) }
 }
 
 /// The operands of a tile: `nb` blocks of every weight row `w[i]` and activation row `a[j]`,
@@ -290,24 +286,13 @@ pub(crate) fn hsum2_i32(a: __m256i, b: __m128i) -> (i32, i32) {
 #[inline]
 unsafe fn f16(p: *const u8, off: usize) -> f32 {
     // SAFETY: the caller guarantees 2 readable bytes.
-    let bits = u32::from(unsafe { p.add(off).cast::<u16>().read_unaligned() });
-    let out: f32;
-    // SAFETY: `vmovd` and `vcvtph2ps` only touch the named registers; the caller guarantees F16C
-    // (AVX is implied by it).
-    unsafe {
-        std::arch::asm!(
-            "vmovd {x}, {b:e}",
-            "vcvtph2ps {x}, {x}",
-            b = in(reg) bits,
-            x = out(xmm_reg) out,
-            options(pure, nomem, nostack, preserves_flags),
-        );
-    }
-    out
+    let bits = u64::from(unsafe { p.add(off).cast::<u16>().read_unaligned() });
+    // SAFETY: the caller guarantees F16C.
+    _mm_cvtss_f32(unsafe { f16x4(bits) })
 }
 
-/// The four f16 in `bits` (lowest first) as f32 lanes (F16C; exact), without inserting into a
-/// live register (see [`f16`]).
+/// The four f16 in `bits` (lowest first) as f32 lanes (F16C; exact), through `vmovq` from a
+/// general register into a fresh vector register (see [`f16`] for why not the intrinsics).
 ///
 /// # Safety
 /// The CPU must have F16C.

@@ -115,43 +115,55 @@ pub(crate) fn act_sums(act: &[u8], out: &mut Vec<i32>) {
     }
 }
 
-/// Repacks blocks `0..nb` of eight Q4_1 rows into `dst` (`nb * BLOCK1_BYTES` bytes).
-fn repack_q4_1_x8(rows: [&[u8]; ROWS], nb: usize, dst: &mut [u8]) {
-    use crate::convert::f16_to_f32;
-    let dst = &mut dst[..nb * BLOCK1_BYTES];
-    for (b, out) in dst.chunks_exact_mut(BLOCK1_BYTES).enumerate() {
+/// Runs `one(block, r, out)` for block `b < nb` of every row `r` (`in_bytes` each), `out` the
+/// `b`-th `out_bytes` of `dst`.
+fn repack_with(
+    rows: [&[u8]; ROWS],
+    nb: usize,
+    (in_bytes, out_bytes): (usize, usize),
+    dst: &mut [u8],
+    one: impl Fn(&[u8], usize, &mut [u8]),
+) {
+    for (b, out) in dst[..nb * out_bytes]
+        .chunks_exact_mut(out_bytes)
+        .enumerate()
+    {
         for (r, row) in rows.iter().enumerate() {
-            let x = &row[b * B41..(b + 1) * B41];
-            let f16 = |o: usize| f16_to_f32(u16::from_le_bytes([x[o], x[o + 1]]));
-            let (d, m) = (f16(offset_of!(BlockQ4_1, d)), f16(offset_of!(BlockQ4_1, m)));
-            out[4 * r..4 * r + 4].copy_from_slice(&d.to_le_bytes());
-            out[OFF1_M + 4 * r..OFF1_M + 4 * r + 4].copy_from_slice(&m.to_le_bytes());
-            let qs = &x[offset_of!(BlockQ4_1, qs)..][..16];
-            for (k, four) in qs.chunks_exact(4).enumerate() {
-                let o = OFF1_Q + (k * ROWS + r) * 4;
-                out[o..o + 4].copy_from_slice(four);
-            }
+            one(&row[b * in_bytes..(b + 1) * in_bytes], r, out);
         }
     }
 }
 
+/// The groups of four bytes of `src` (row `r`'s) into `out` from `off` on, group `k` at
+/// `[k][row]`: every 32 bytes then hold group `k` of all eight rows.
+fn interleave(src: &[u8], r: usize, out: &mut [u8], off: usize) {
+    for (k, four) in src.chunks_exact(4).enumerate() {
+        let o = off + (k * ROWS + r) * 4;
+        out[o..o + 4].copy_from_slice(four);
+    }
+}
+
+/// The f16 at `x[o..o + 2]` as f32 bytes, written at `out[off + 4r..]`.
+fn put_f16(x: &[u8], o: usize, r: usize, out: &mut [u8], off: usize) {
+    let v = crate::convert::f16_to_f32(u16::from_le_bytes([x[o], x[o + 1]]));
+    out[off + 4 * r..off + 4 * r + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Repacks blocks `0..nb` of eight Q4_1 rows into `dst` (`nb * BLOCK1_BYTES` bytes).
+fn repack_q4_1_x8(rows: [&[u8]; ROWS], nb: usize, dst: &mut [u8]) {
+    repack_with(rows, nb, (B41, BLOCK1_BYTES), dst, |x, r, out| {
+        put_f16(x, offset_of!(BlockQ4_1, d), r, out, 0);
+        put_f16(x, offset_of!(BlockQ4_1, m), r, out, OFF1_M);
+        interleave(&x[offset_of!(BlockQ4_1, qs)..][..16], r, out, OFF1_Q);
+    });
+}
+
 /// Repacks blocks `0..nb` of eight Q8_0 rows into `dst` (`nb * BLOCK8_BYTES` bytes).
 fn repack_q8_0_x8(rows: [&[u8]; ROWS], nb: usize, dst: &mut [u8]) {
-    use crate::convert::f16_to_f32;
-    let dst = &mut dst[..nb * BLOCK8_BYTES];
-    for (b, out) in dst.chunks_exact_mut(BLOCK8_BYTES).enumerate() {
-        for (r, row) in rows.iter().enumerate() {
-            let x = &row[b * B80..(b + 1) * B80];
-            let o = offset_of!(BlockQ8_0, d);
-            let d = f16_to_f32(u16::from_le_bytes([x[o], x[o + 1]]));
-            out[4 * r..4 * r + 4].copy_from_slice(&d.to_le_bytes());
-            let qs = &x[offset_of!(BlockQ8_0, qs)..][..32];
-            for (k, four) in qs.chunks_exact(4).enumerate() {
-                let o = OFF8_Q + (k * ROWS + r) * 4;
-                out[o..o + 4].copy_from_slice(four);
-            }
-        }
-    }
+    repack_with(rows, nb, (B80, BLOCK8_BYTES), dst, |x, r, out| {
+        put_f16(x, offset_of!(BlockQ8_0, d), r, out, 0);
+        interleave(&x[offset_of!(BlockQ8_0, qs)..][..32], r, out, OFF8_Q);
+    });
 }
 
 /// `out[j][r]` = row `r` of the repacked group `packed` (`nb` blocks of `ty`) · activation row
@@ -206,70 +218,47 @@ pub(crate) unsafe fn tile<const R: usize>(
 
 /// Repacks blocks `0..nb` of eight Q6_K rows into `dst` (`nb * BLOCK6_BYTES` bytes).
 fn repack_q6k_x8(rows: [&[u8]; ROWS], nb: usize, dst: &mut [u8]) {
-    use crate::convert::f16_to_f32;
-    let dst = &mut dst[..nb * BLOCK6_BYTES];
-    for (b, out) in dst.chunks_exact_mut(BLOCK6_BYTES).enumerate() {
-        for (r, row) in rows.iter().enumerate() {
-            let x = &row[b * B6K..(b + 1) * B6K];
-            let o = offset_of!(BlockQ6K, d);
-            let d = f16_to_f32(u16::from_le_bytes([x[o], x[o + 1]]));
-            out[OFF6_D + 4 * r..OFF6_D + 4 * r + 4].copy_from_slice(&d.to_le_bytes());
-            let sc = &x[offset_of!(BlockQ6K, scales)..][..QK_K / 16];
-            for (g, &v) in sc.iter().enumerate() {
-                out[OFF6_SC + 8 * g + r] = v;
-                out[OFF6_SCP + 16 * (g / 2) + 2 * r + g % 2] = v;
-            }
-            // The levels in `crate::qdot`'s order: 128 per half, from 64 low-nibble bytes and
-            // 32 bytes of high bit pairs.
-            let ql_all = &x[offset_of!(BlockQ6K, ql)..][..QK_K / 2];
-            let qh_all = &x[offset_of!(BlockQ6K, qh)..][..QK_K / 4];
-            let mut lv = [0u8; QK_K];
-            for n in 0..QK_K / 128 {
-                let (ql, qh) = (&ql_all[64 * n..64 * n + 64], &qh_all[32 * n..32 * n + 32]);
-                let o = &mut lv[128 * n..128 * n + 128];
-                for l in 0..32 {
-                    o[l] = (ql[l] & 0x0f) | ((qh[l] & 3) << 4);
-                    o[l + 32] = (ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4);
-                    o[l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
-                    o[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
-                }
-            }
-            for (c, four) in lv.chunks_exact(4).enumerate() {
-                let o = OFF6_Q + (c * ROWS + r) * 4;
-                out[o..o + 4].copy_from_slice(four);
+    repack_with(rows, nb, (B6K, BLOCK6_BYTES), dst, |x, r, out| {
+        put_f16(x, offset_of!(BlockQ6K, d), r, out, OFF6_D);
+        let sc = &x[offset_of!(BlockQ6K, scales)..][..QK_K / 16];
+        for (g, &v) in sc.iter().enumerate() {
+            out[OFF6_SC + 8 * g + r] = v;
+            out[OFF6_SCP + 16 * (g / 2) + 2 * r + g % 2] = v;
+        }
+        // The levels in `crate::qdot`'s order: 128 per half, from 64 low-nibble bytes and 32
+        // bytes of high bit pairs.
+        let ql_all = &x[offset_of!(BlockQ6K, ql)..][..QK_K / 2];
+        let qh_all = &x[offset_of!(BlockQ6K, qh)..][..QK_K / 4];
+        let mut lv = [0u8; QK_K];
+        for n in 0..QK_K / 128 {
+            let (ql, qh) = (&ql_all[64 * n..64 * n + 64], &qh_all[32 * n..32 * n + 32]);
+            let o = &mut lv[128 * n..128 * n + 128];
+            for l in 0..32 {
+                o[l] = (ql[l] & 0x0f) | ((qh[l] & 3) << 4);
+                o[l + 32] = (ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4);
+                o[l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+                o[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
             }
         }
-    }
+        interleave(&lv, r, out, OFF6_Q);
+    });
 }
 
 /// Repacks blocks `0..nb` of eight Q4_K rows into `dst` (`nb * BLOCK_BYTES` bytes).
 fn repack_q4k_x8(rows: [&[u8]; ROWS], nb: usize, dst: &mut [u8]) {
-    use crate::convert::f16_to_f32;
-    let dst = &mut dst[..nb * BLOCK_BYTES];
-    for (b, out) in dst.chunks_exact_mut(BLOCK_BYTES).enumerate() {
-        for (r, row) in rows.iter().enumerate() {
-            let x = &row[b * B4K..(b + 1) * B4K];
-            let f16 = |o: usize| f16_to_f32(u16::from_le_bytes([x[o], x[o + 1]]));
-            let d = f16(offset_of!(BlockQ4K, d));
-            let dmin = f16(offset_of!(BlockQ4K, dmin));
-            out[OFF_D + 4 * r..OFF_D + 4 * r + 4].copy_from_slice(&d.to_le_bytes());
-            out[OFF_DMIN + 4 * r..OFF_DMIN + 4 * r + 4].copy_from_slice(&dmin.to_le_bytes());
-            let so = offset_of!(BlockQ4K, scales);
-            let (sc, mn) = crate::qdot::scales_mins_k4(&x[so..so + 12]);
-            for g in 0..8 {
-                // 6-bit values.
-                out[OFF_SC + 8 * g + r] = sc[g] as u8;
-                out[OFF_MN + 16 * (g / 2) + 2 * r + g % 2] = mn[g] as u8;
-            }
-            let qs = &x[offset_of!(BlockQ4K, qs)..];
-            for g in 0..QK_K / 64 {
-                for k in 0..8 {
-                    let o = OFF_QS + ((g * 8 + k) * ROWS + r) * 4;
-                    out[o..o + 4].copy_from_slice(&qs[32 * g + 4 * k..32 * g + 4 * k + 4]);
-                }
-            }
+    repack_with(rows, nb, (B4K, BLOCK_BYTES), dst, |x, r, out| {
+        put_f16(x, offset_of!(BlockQ4K, d), r, out, OFF_D);
+        put_f16(x, offset_of!(BlockQ4K, dmin), r, out, OFF_DMIN);
+        let so = offset_of!(BlockQ4K, scales);
+        let (sc, mn) = crate::qdot::scales_mins_k4(&x[so..so + 12]);
+        for g in 0..8 {
+            // 6-bit values.
+            out[OFF_SC + 8 * g + r] = sc[g] as u8;
+            out[OFF_MN + 16 * (g / 2) + 2 * r + g % 2] = mn[g] as u8;
         }
-    }
+        // Vector g·8 + k: bytes 4k..4k+4 of each row's quant bytes 32g..32g+32.
+        interleave(&x[offset_of!(BlockQ4K, qs)..][..QK_K / 2], r, out, OFF_QS);
+    });
 }
 
 /// `acc` plus the 32 products of unsigned bytes `u` and signed bytes `s`, summed in fours into
