@@ -253,7 +253,7 @@ fn load(common: &CommonArgs, ctx: usize) -> Result<Loaded> {
         bail!("{} is a tokenizer, not a model", path.display());
     }
     let tokenizer = source.load_tokenizer()?;
-    let model = crate::load::load_model(&source, Some(ctx), common.weights.keep_quantized())?;
+    let model = crate::load::load_model(&source, Some(ctx), common.weights)?;
     let info = model_info(path)?;
     Ok(Loaded {
         source,

@@ -121,7 +121,7 @@ struct Loaded {
     stop_tokens: Vec<u32>,
 }
 
-fn load(path: &std::path::Path, ctx: usize, keep_quantized: bool) -> Result<Loaded> {
+fn load(path: &std::path::Path, ctx: usize, weights: crate::load::WeightArgs) -> Result<Loaded> {
     let source = Source::detect(path)?;
     if matches!(source, Source::TiktokenFile(_) | Source::HfTokenizerJson(_)) {
         bail!(
@@ -133,7 +133,7 @@ fn load(path: &std::path::Path, ctx: usize, keep_quantized: bool) -> Result<Load
     if ctx < 2 {
         bail!("--ctx must be at least 2, got {ctx}");
     }
-    let model = crate::load::load_model(&source, Some(ctx), keep_quantized)?;
+    let model = crate::load::load_model(&source, Some(ctx), weights)?;
     let stop_tokens = default_stop_tokens(&tokenizer, &model.config().eos_token_ids);
     Ok(Loaded {
         source,
@@ -213,11 +213,7 @@ fn chat_prompt(loaded: &Loaded, messages: &[Message]) -> Result<Vec<u32>> {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let loaded = load(
-        &args.model,
-        args.sampling.ctx,
-        args.weights.keep_quantized(),
-    )?;
+    let loaded = load(&args.model, args.sampling.ctx, args.weights)?;
     let chat = !args.raw && loaded.source.is_instruct()?;
     let prompt = if let Some(file) = &args.messages {
         if args.raw {
@@ -282,11 +278,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 }
 
 pub fn chat(args: ChatArgs) -> Result<()> {
-    let loaded = load(
-        &args.model,
-        args.sampling.ctx,
-        args.weights.keep_quantized(),
-    )?;
+    let loaded = load(&args.model, args.sampling.ctx, args.weights)?;
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let cancel = cancel.clone();

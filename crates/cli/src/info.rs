@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::Args;
 
+use crate::load::WeightArgs;
 use crate::source::Source;
 use llama31_chat::ChatFormatter;
 
@@ -124,7 +125,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
     }
 
     if !matches!(source, Source::TiktokenFile(_) | Source::HfTokenizerJson(_)) {
-        let model = crate::load::load_model(&source, Some(1), false)?;
+        let model = crate::load::load_model(&source, Some(1), WeightArgs::dequantizing())?;
         let c = model.config();
         println!("config:");
         println!(

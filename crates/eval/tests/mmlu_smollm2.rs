@@ -21,6 +21,7 @@ fn load() -> (Model, Tokenizer) {
         LoadOptions {
             max_seq_len: Some(2048),
             progress: None,
+            ..Default::default()
         },
     )
     .unwrap();

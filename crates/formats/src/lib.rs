@@ -46,9 +46,10 @@
 //! `torch.save`, safetensors only by convention), so consumers must not cast `data` to `&[f32]`
 //! without checking alignment.
 //!
-//! ## Safety of memory maps
+//! ## Memory maps or reads
 //! Files are mapped read-only; a mapped file must not be truncated or rewritten while open (see
-//! [`mmap::Bytes::map_file`]).
+//! [`mmap::Bytes::map_file`]). The `open_with` constructors take a [`FileLoading`]: map, read the
+//! whole file into anonymous memory advised for huge pages, or decide by size and free memory.
 
 pub mod dtype;
 pub mod error;
@@ -64,6 +65,7 @@ pub use dtype::{DType, GgmlType};
 pub use error::{FormatError, Result};
 pub use gguf::{GgufArray, GgufFile, GgufTensorInfo, GgufValue, GgufValueType, GgufWriter};
 pub use logits::{LogitsHeader, LogitsReader, LogitsWriter};
+pub use mmap::FileLoading;
 pub use pth::{MetaCheckpoint, PthFile};
 pub use safetensors::{SafetensorsFile, SafetensorsModel};
 pub use tensor::{TensorData, TensorView};

@@ -12,7 +12,7 @@ use safetensors::tensor::{Dtype as StDtype, SafeTensors};
 
 use crate::dtype::DType;
 use crate::error::{FormatError, Result};
-use crate::mmap::Bytes;
+use crate::mmap::{Bytes, FileLoading};
 use crate::tensor::TensorView;
 
 /// Name of the index file of a sharded HF checkpoint.
@@ -57,8 +57,14 @@ fn map_dtype(d: StDtype) -> std::result::Result<DType, String> {
 impl SafetensorsFile {
     /// Memory-maps and validates the safetensors file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, FileLoading::Map)
+    }
+
+    /// Like [`SafetensorsFile::open`], mapping the file or reading it into memory as `loading`
+    /// decides ([`Bytes::open`]).
+    pub fn open_with(path: impl AsRef<Path>, loading: FileLoading) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = Bytes::map_file(path)?;
+        let bytes = Bytes::open(path, loading)?;
         Self::parse(path.to_path_buf(), bytes)
     }
 
@@ -218,14 +224,20 @@ impl SafetensorsModel {
     /// the shards it names (every `weight_map` entry must exist in its shard), otherwise every
     /// `*.safetensors` file in it.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, FileLoading::Map)
+    }
+
+    /// Like [`SafetensorsModel::open`], each shard mapped or read into memory as `loading`
+    /// decides ([`Bytes::open`]).
+    pub fn open_with(path: impl AsRef<Path>, loading: FileLoading) -> Result<Self> {
         let path = path.as_ref();
         if path.is_file() {
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            return Self::from_shards(dir, vec![SafetensorsFile::open(path)?]);
+            return Self::from_shards(dir, vec![SafetensorsFile::open_with(path, loading)?]);
         }
         let index_path = path.join(SAFETENSORS_INDEX);
         if index_path.is_file() {
-            return Self::open_index(&index_path);
+            return Self::open_index_with(&index_path, loading);
         }
         let mut files = list_with_suffix(path, ".safetensors")?;
         files.sort();
@@ -237,13 +249,18 @@ impl SafetensorsModel {
         }
         let shards = files
             .iter()
-            .map(SafetensorsFile::open)
+            .map(|f| SafetensorsFile::open_with(f, loading))
             .collect::<Result<Vec<_>>>()?;
         Self::from_shards(path.to_path_buf(), shards)
     }
 
     /// Opens a sharded checkpoint from its `model.safetensors.index.json`.
     pub fn open_index(index_path: &Path) -> Result<Self> {
+        Self::open_index_with(index_path, FileLoading::Map)
+    }
+
+    /// Like [`SafetensorsModel::open_index`], each shard mapped or read as `loading` decides.
+    pub fn open_index_with(index_path: &Path, loading: FileLoading) -> Result<Self> {
         let dir = index_path
             .parent()
             .map(Path::to_path_buf)
@@ -284,7 +301,7 @@ impl SafetensorsModel {
                 });
             }
             shard_of_file.insert(f.clone(), shards.len());
-            shards.push(SafetensorsFile::open(&p)?);
+            shards.push(SafetensorsFile::open_with(&p, loading)?);
         }
         let mut map = HashMap::with_capacity(idx.weight_map.len());
         for (name, f) in &idx.weight_map {

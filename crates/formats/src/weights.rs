@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::error::{FormatError, Result};
 use crate::gguf::GgufFile;
+use crate::mmap::FileLoading;
 use crate::pth::MetaCheckpoint;
 use crate::safetensors::{list_with_suffix, SafetensorsModel, SAFETENSORS_INDEX};
 use crate::tensor::{TensorData, TensorView};
@@ -75,11 +76,21 @@ impl WeightFile {
     /// Opens a `.gguf` file, a `.safetensors` file, or a directory (Meta `consolidated.NN.pth`,
     /// else HF safetensors).
     pub fn open(path: impl AsRef<Path>) -> Result<WeightFile> {
+        Self::open_with(path, FileLoading::Map)
+    }
+
+    /// Like [`WeightFile::open`], the files mapped or read into memory as `loading` decides
+    /// ([`Bytes::open`](crate::mmap::Bytes::open)).
+    pub fn open_with(path: impl AsRef<Path>, loading: FileLoading) -> Result<WeightFile> {
         let path = path.as_ref();
         match detect(path)? {
-            WeightFormat::Gguf => Ok(WeightFile::Gguf(GgufFile::open(path)?)),
-            WeightFormat::Safetensors => Ok(WeightFile::Safetensors(SafetensorsModel::open(path)?)),
-            WeightFormat::MetaPth => Ok(WeightFile::Meta(MetaCheckpoint::open(path)?)),
+            WeightFormat::Gguf => Ok(WeightFile::Gguf(GgufFile::open_with(path, loading)?)),
+            WeightFormat::Safetensors => Ok(WeightFile::Safetensors(SafetensorsModel::open_with(
+                path, loading,
+            )?)),
+            WeightFormat::MetaPth => {
+                Ok(WeightFile::Meta(MetaCheckpoint::open_with(path, loading)?))
+            }
         }
     }
 

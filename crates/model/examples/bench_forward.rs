@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         LoadOptions {
             max_seq_len: Some(prompt_len + steps + 1),
             progress: None,
+            ..Default::default()
         },
     )?;
     let vocab = model.config().vocab_size as u32;

@@ -17,6 +17,7 @@ pub mod weights;
 pub use config::{meta_ffn_dim, Config, Llama3RopeScaling};
 pub use error::{ModelError, Result};
 pub use llama::{BatchSeq, KvCache, LayerWeights, LogitsMode, Model, Scratch, Weights};
+pub use llama31_formats::FileLoading;
 pub use llama31_kernels::rope::RopeLayout;
 pub use load::{LoadOptions, ProgressFn};
 pub use weights::{Matrix, MatrixDType, NameScheme, TensorSummary};

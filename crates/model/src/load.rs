@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::Path;
 
-use llama31_formats::{detect, TensorData, TensorView, WeightFile, WeightFormat};
+use llama31_formats::{detect, FileLoading, TensorData, TensorView, WeightFile, WeightFormat};
 use llama31_kernels::rope::{base_inv_freqs, llama3_scale, RopeLayout, RopeTable};
 
 use crate::config::Config;
@@ -30,6 +30,11 @@ pub struct LoadOptions {
     pub max_seq_len: Option<usize>,
     /// Called after each tensor is loaded.
     pub progress: Option<ProgressFn>,
+    /// Map the weight files or read them into memory. Under the default
+    /// [`FileLoading::Auto`], GGUF files whose quantized weights are multiplied in place
+    /// (`keep_quantized`) are read into huge-page memory when they fit
+    /// ([`FileLoading::reads`]); files whose tensors are converted at load are mapped.
+    pub file_loading: FileLoading,
 }
 
 impl std::fmt::Debug for LoadOptions {
@@ -37,6 +42,7 @@ impl std::fmt::Debug for LoadOptions {
         f.debug_struct("LoadOptions")
             .field("max_seq_len", &self.max_seq_len)
             .field("progress", &self.progress.is_some())
+            .field("file_loading", &self.file_loading)
             .finish()
     }
 }
@@ -187,7 +193,14 @@ impl Model {
         let path = path.as_ref();
         let mut owners: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
         let format = detect(path)?;
-        let file = keep_alive(WeightFile::open(path)?, &mut owners);
+        // Only weights used in place gain from huge pages; tensors converted at load would keep
+        // a second, unshared copy of the file alive for nothing.
+        let in_place = keep_quantized && format == WeightFormat::Gguf;
+        let loading = match opts.file_loading.or_env() {
+            FileLoading::Auto if !in_place => FileLoading::Map,
+            mode => mode,
+        };
+        let file = keep_alive(WeightFile::open_with(path, loading)?, &mut owners);
         let (cfg, scheme, layout) = match format {
             WeightFormat::Gguf => {
                 let g = file

@@ -147,6 +147,7 @@ fn tiny_llama_batched_equals_alone() {
         LoadOptions {
             max_seq_len: Some(128),
             progress: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -175,6 +176,7 @@ fn smollm2_quantized_batched_equals_alone() {
         LoadOptions {
             max_seq_len: Some(128),
             progress: None,
+            ..Default::default()
         },
         true,
     )

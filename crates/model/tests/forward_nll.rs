@@ -100,6 +100,7 @@ fn check(format_dir: &str, golden_model: &str, text: &str) {
         LoadOptions {
             max_seq_len: Some(ctx),
             progress: None,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -38,6 +38,7 @@ fn bf16_weights_are_mapped_not_copied() {
         LoadOptions {
             max_seq_len: Some(max_seq),
             progress: None,
+            ..Default::default()
         },
     )
     .unwrap();

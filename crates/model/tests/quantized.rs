@@ -52,6 +52,7 @@ fn quantized_path_tracks_dequantized_logits() {
     let opts = || LoadOptions {
         max_seq_len: Some(ids.len()),
         progress: None,
+        ..Default::default()
     };
     let deq = Model::load_with_quant(&path, opts(), false).unwrap();
     let quant = Model::load_with_quant(&path, opts(), true).unwrap();
@@ -117,6 +118,7 @@ fn quantized_matches_default_for_unquantized_checkpoints() {
     let opts = || LoadOptions {
         max_seq_len: Some(16),
         progress: None,
+        ..Default::default()
     };
     let a = Model::load_with_quant(&dir, opts(), false).unwrap();
     let b = Model::load_with_quant(&dir, opts(), true).unwrap();

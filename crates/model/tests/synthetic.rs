@@ -308,6 +308,7 @@ fn bad_checkpoints_give_typed_errors() {
                 assert!(done <= total);
                 c2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             })),
+            ..Default::default()
         },
     )
     .unwrap();

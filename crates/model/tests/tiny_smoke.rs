@@ -11,6 +11,7 @@ fn logits(name: &str, tokens: &[u32]) -> Option<Vec<f32>> {
         LoadOptions {
             max_seq_len: Some(256),
             progress: None,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::dtype::{DType, GgmlType};
 use crate::error::{FormatError, Result};
 use crate::gguf::types::{GgufArray, GgufValue, GgufValueType};
-use crate::mmap::Bytes;
+use crate::mmap::{Bytes, FileLoading};
 use crate::tensor::TensorView;
 
 /// The GGUF magic bytes.
@@ -287,8 +287,14 @@ const MIN_KV_SIZE: usize = 13;
 impl GgufFile {
     /// Memory-maps and parses the GGUF file at `path`, validating the whole header.
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile> {
+        Self::open_with(path, FileLoading::Map)
+    }
+
+    /// Like [`GgufFile::open`], mapping the file or reading it into memory as `loading` decides
+    /// ([`Bytes::open`]).
+    pub fn open_with(path: impl AsRef<Path>, loading: FileLoading) -> Result<GgufFile> {
         let path = path.as_ref();
-        let bytes = Bytes::map_file(path)?;
+        let bytes = Bytes::open(path, loading)?;
         Self::parse(path.to_path_buf(), bytes)
     }
 

@@ -15,7 +15,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::error::{FormatError, Result};
-use crate::mmap::Bytes;
+use crate::mmap::{Bytes, FileLoading};
 use crate::tensor::{TensorData, TensorView};
 use pickle::{TensorDesc, Value};
 use zip::ZipIndex;
@@ -61,8 +61,14 @@ fn is_contiguous(shape: &[usize], stride: &[usize]) -> bool {
 impl PthFile {
     /// Memory-maps and parses the checkpoint at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, FileLoading::Map)
+    }
+
+    /// Like [`PthFile::open`], mapping the file or reading it into memory as `loading` decides
+    /// ([`Bytes::open`]).
+    pub fn open_with(path: impl AsRef<Path>, loading: FileLoading) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = Bytes::map_file(path)?;
+        let bytes = Bytes::open(path, loading)?;
         Self::parse(path.to_path_buf(), bytes)
     }
 
@@ -293,10 +299,15 @@ pub fn consolidated_files(dir: &Path) -> Result<Vec<PathBuf>> {
 impl MetaCheckpoint {
     /// Opens every `consolidated.NN.pth` in `dir`; all shards must hold the same tensor names.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(dir, FileLoading::Map)
+    }
+
+    /// Like [`MetaCheckpoint::open`], each shard mapped or read as `loading` decides.
+    pub fn open_with(dir: impl AsRef<Path>, loading: FileLoading) -> Result<Self> {
         let dir = dir.as_ref();
         let shards = consolidated_files(dir)?
             .iter()
-            .map(PthFile::open)
+            .map(|p| PthFile::open_with(p, loading))
             .collect::<Result<Vec<_>>>()?;
         if let Some((first, rest)) = shards.split_first() {
             for s in rest {

@@ -46,6 +46,7 @@ pub fn start(config: ServerConfig, engine: EngineConfig) -> SocketAddr {
         LoadOptions {
             max_seq_len: Some(engine.ctx),
             progress: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -74,6 +75,7 @@ pub fn start_tiny_llama(engine: EngineConfig) -> SocketAddr {
         LoadOptions {
             max_seq_len: Some(engine.ctx),
             progress: None,
+            ..Default::default()
         },
     )
     .unwrap();
