@@ -8,6 +8,7 @@ once into $LLAMA31_CACHE. Each measurement runs llama31 first, then llama.cpp, w
 threads and repetitions (best of R).
 
 usage: compare.py [--p 512] [--n 128] [--threads T] [--reps 3] [--only NAME] [--llama31-args "..."]
+                  [--llamacpp-no-mmap]
 Needs llama-cpp-python built from source: scripts/goldens/setup-venv-goldens.sh.
 """
 
@@ -63,6 +64,8 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--only", default=None, help="run only models whose name contains this")
     ap.add_argument("--llama31-args", default="", help="extra flags for llama31 bench")
+    ap.add_argument("--llamacpp-no-mmap", action="store_true",
+                    help="llama.cpp reads the file into memory instead of mapping it (its --no-mmap)")
     a = ap.parse_args()
     if not os.path.exists(LCP):
         sys.exit(f"missing {LCP}: run scripts/goldens/setup-venv-goldens.sh")
@@ -74,11 +77,13 @@ def main():
         args = [str(a.p), str(a.n), str(a.threads), str(a.reps)]
         ours = run([BIN, "bench", "--model", path, "-p", args[0], "-n", args[1], "-t", args[2],
                     "-r", args[3], "--json", *a.llama31_args.split()])
-        theirs = run([LCP, os.path.join(HERE, "llama_bench.py"), path, *args])
+        theirs = run([LCP, os.path.join(HERE, "llama_bench.py"), path, *args,
+                      *(["no-mmap"] if a.llamacpp_no_mmap else [])])
         rows.append((name, ours, theirs))
         print(f"{name}: pp {ours['pp']:.1f} vs {theirs['pp']:.1f}, tg {ours['tg']:.1f} vs {theirs['tg']:.1f}",
               file=sys.stderr)
-    print(f"\n{a.threads} threads, pp{a.p} / tg{a.n}, best of {a.reps}; llama31 args: {a.llama31_args or '(none)'}\n")
+    print(f"\n{a.threads} threads, pp{a.p} / tg{a.n}, best of {a.reps}; llama31 args: {a.llama31_args or '(none)'}; "
+          f"llama.cpp {'--no-mmap' if a.llamacpp_no_mmap else 'mmap (default)'}\n")
     print("| model | pp llama31 | pp llama.cpp | ratio | tg llama31 | tg llama.cpp | ratio |")
     print("|---|---|---|---|---|---|---|")
     for name, o, t in rows:

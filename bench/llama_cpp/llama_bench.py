@@ -3,7 +3,8 @@ prompt tokens from an empty cache, then N single-token decode steps from an empt
 Uses llama-cpp-python's low-level API (llama_decode with a batch), not Llama.eval, whose Python
 overhead per token would flatter us. Prints {"pp": tok/s, "tg": tok/s} as its last line.
 
-usage: python llama_bench.py MODEL.gguf P N THREADS REPS
+usage: python llama_bench.py MODEL.gguf P N THREADS REPS [no-mmap]
+  no-mmap: read the file into memory instead of mapping it (llama.cpp's --no-mmap)
 """
 
 import json
@@ -17,6 +18,8 @@ def main() -> None:
     path, p, n, threads, reps = sys.argv[1], *map(int, sys.argv[2:6])
     llama_cpp.llama_backend_init()
     mparams = llama_cpp.llama_model_default_params()
+    if "no-mmap" in sys.argv[6:]:
+        mparams.use_mmap = False
     model = llama_cpp.llama_model_load_from_file(path.encode(), mparams)
     if not model:
         sys.exit(f"llama.cpp could not load {path}")
