@@ -19,6 +19,9 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "$want" >"$stamp"
 fi
 
+# The clients talk to loopback directly, whatever proxy the environment names.
+export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}"
+
 BIN="${CARGO_TARGET_DIR:-target}/release/llama31"
 [ -x "$BIN" ] || cargo build --release --bin llama31
 LOG="$(mktemp)"
@@ -27,12 +30,24 @@ LOG="$(mktemp)"
 "$BIN" serve --model "$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf" --port 0 --parallel 4 --ctx 2048 \
   --api-key test-key --alias smollm2 --dequantize 2>"$LOG" &
 PID=$!
-trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -f "$LOG"' EXIT
+# On any failure the server's own log is shown: it says why a load failed or what it answered.
+finish() {
+  local rc=$?
+  kill $PID 2>/dev/null || true
+  wait $PID 2>/dev/null || true
+  if [ "$rc" -ne 0 ]; then
+    echo "--- llama31 serve log ---" >&2
+    cat "$LOG" >&2
+  fi
+  rm -f "$LOG"
+  exit "$rc"
+}
+trap finish EXIT
 for _ in $(seq 1 300); do
   URL="$(grep -o 'http://[0-9.:]*' "$LOG" | head -1 || true)"
   [ -n "$URL" ] && break
-  kill -0 $PID 2>/dev/null || { cat "$LOG" >&2; exit 1; }
+  kill -0 $PID 2>/dev/null || { echo "server exited" >&2; exit 1; }
   sleep 0.1
 done
-[ -n "$URL" ] || { echo "server did not start" >&2; cat "$LOG" >&2; exit 1; }
-"$VENV/bin/python" tests/openai/test_openai.py "$URL" test-key
+[ -n "$URL" ] || { echo "server did not start" >&2; exit 1; }
+"$VENV/bin/python" tests/openai/test_openai.py "$URL" test-key "$PID"

@@ -1,9 +1,10 @@
 """The official `openai` client against `llama31 serve` (SmolLM2-135M-Instruct).
 
-Usage: test_openai.py BASE_URL API_KEY   (scripts/test-openai.sh starts the server)
+Usage: test_openai.py BASE_URL API_KEY [SERVER_PID]   (scripts/test-openai.sh starts the server)
 """
 
 import json
+import os
 import sys
 import threading
 import time
@@ -16,6 +17,11 @@ import openai
 from openai import OpenAI
 
 BASE, KEY = sys.argv[1], sys.argv[2]
+# The server is on loopback: no proxy the environment names may stand between (urllib and httpx
+# both read NO_PROXY when their clients are made).
+for var in ("NO_PROXY", "no_proxy"):
+    os.environ[var] = ",".join(filter(None, ["127.0.0.1,localhost", os.environ.get(var)]))
+SERVER_PID = int(sys.argv[3]) if len(sys.argv) > 3 else None
 client = OpenAI(base_url=f"{BASE}/v1", api_key=KEY, max_retries=0, timeout=300)
 MODEL = "smollm2"
 TESTS = []
@@ -35,15 +41,37 @@ def health():
         return e.code, json.loads(e.read() or b"null")
 
 
-def wait_ready():
-    for _ in range(600):
+def alive(pid):
+    """Whether process `pid` runs (not exited, not a zombie awaiting its parent)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
         try:
-            if health()[0] == 200:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+
+
+def wait_ready(limit_s=300):
+    """Waits for /health to answer 200 (the model is loaded); says what it last saw if not."""
+    deadline = time.monotonic() + limit_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            status, body = health()
+            if status == 200:
                 return
-        except OSError:
-            pass
+            last = f"HTTP {status} {body}"
+        except (OSError, ValueError) as e:
+            last = repr(e)
+        if SERVER_PID is not None and not alive(SERVER_PID):
+            raise RuntimeError(f"the server exited; last answer: {last}")
         time.sleep(0.1)
-    raise RuntimeError("server never became healthy")
+    raise RuntimeError(f"server not healthy after {limit_s} s; last answer: {last}")
 
 
 def ask(content, **kw):

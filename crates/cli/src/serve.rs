@@ -99,14 +99,23 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let loader_state = Arc::clone(&state);
     std::thread::Builder::new()
         .name("llama31-load".into())
-        .spawn(move || match load(&source, &args) {
-            Ok(backend) => {
-                loader_state.set_backend(backend);
-                eprintln!("llama31 serve: model loaded, ready");
-            }
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                std::process::exit(2);
+        .spawn(move || {
+            // A load that fails, or panics, ends the server: answering 503 forever would hide it.
+            let loaded =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(&source, &args)));
+            match loaded {
+                Ok(Ok(backend)) => {
+                    loader_state.set_backend(backend);
+                    eprintln!("llama31 serve: model loaded, ready");
+                }
+                Ok(Err(e)) => {
+                    eprintln!("error: {e:#}");
+                    std::process::exit(2);
+                }
+                Err(_) => {
+                    eprintln!("error: loading the model panicked (see the message above)");
+                    std::process::exit(2);
+                }
             }
         })?;
     rt.block_on(async move {
