@@ -65,29 +65,43 @@ pub fn load_model(source: &Source, ctx: Option<usize>, weights: WeightArgs) -> R
     let bar = ProgressBar::hidden();
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} tensors")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} loading {msg} [{bar:30}] {pos}/{len} tensors ({elapsed})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
-    bar.set_message(
-        source
-            .path()
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    );
+    let name = source
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // A file read into memory (not mapped) is read before the first tensor: say so, and keep the
+    // spinner turning, so that a multi-GB read does not look like a hang.
+    match read_up_front(source, weights) {
+        Some(bytes) => bar.set_message(format!(
+            "{name} (reading {:.0} MiB)",
+            bytes as f64 / (1024.0 * 1024.0)
+        )),
+        None => bar.set_message(name.clone()),
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(250));
     let progress_bar = bar.clone();
     let opts = LoadOptions {
         max_seq_len: ctx,
         progress: Some(Box::new(move |done, total| {
+            if done <= 1 {
+                progress_bar.set_message(name.clone());
+            }
             progress_bar.set_length(total as u64);
             progress_bar.set_position(done as u64);
         })),
         file_loading: weights.file_loading(),
     };
-    let model = Model::load_with_quant(source.path(), opts, weights.keep_quantized())
-        .with_context(|| format!("loading model {}", source.path().display()))?;
+    let loaded = Model::load_with_quant(source.path(), opts, weights.keep_quantized());
+    // Cleared on failure too, so that the error is not printed after a stale bar.
     bar.finish_and_clear();
+    let model = loaded.with_context(|| format!("loading model {}", source.path().display()))?;
     let bytes: usize = model.tensor_summary().iter().map(|t| t.bytes).sum();
     eprintln!(
         "loaded {} in {:.2} s ({} tensors, {:.1} MiB)",
@@ -97,4 +111,14 @@ pub fn load_model(source: &Source, ctx: Option<usize>, weights: WeightArgs) -> R
         bytes as f64 / (1024.0 * 1024.0)
     );
     Ok(model)
+}
+
+/// The size of the file `load_model` will read into memory before its first tensor (a GGUF file
+/// whose weights are multiplied in place, when [`FileLoading::reads`] says so), if any.
+fn read_up_front(source: &Source, weights: WeightArgs) -> Option<u64> {
+    let Source::Gguf(path) = source else {
+        return None;
+    };
+    let len = std::fs::metadata(path).ok()?.len();
+    (weights.keep_quantized() && weights.file_loading().reads(len)).then_some(len)
 }
