@@ -90,9 +90,10 @@ fn greedy(case: &Value, weights: &str) -> (Vec<u64>, Value) {
             ]),
             other => panic!("unknown chat case {other}"),
         };
-        messages_file =
-            std::env::temp_dir().join(format!("llama31-greedy-{name}-{}.json", std::process::id()));
-        std::fs::write(&messages_file, serde_json::to_vec(&msgs).unwrap()).unwrap();
+        messages_file = temp_file(
+            &format!("greedy-{name}.json"),
+            &serde_json::to_vec(&msgs).unwrap(),
+        );
         args.extend(["--messages", messages_file.to_str().unwrap()]);
     }
     let out = llama31_ok(&args, b"");

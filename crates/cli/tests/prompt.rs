@@ -6,12 +6,8 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-fn write_json(name: &str, value: &Value) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("llama31-prompt-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, serde_json::to_vec(value).unwrap()).unwrap();
-    p
+fn write_json(name: &str, value: &Value) -> tempfile::TempPath {
+    temp_file(name, &serde_json::to_vec(value).unwrap())
 }
 
 #[test]
@@ -65,8 +61,9 @@ fn prepared_prompts_equal_the_official_hf_template() {
                 "--date".into(),
                 date.into(),
             ];
+            let tools; // kept until the command has run
             if !case["tools"].is_null() {
-                let tools = write_json(&format!("hf-{name}-tools.json"), &case["tools"]);
+                tools = write_json(&format!("hf-{name}-tools.json"), &case["tools"]);
                 args.push("--tools".into());
                 args.push(tools.to_str().unwrap().into());
             }
@@ -126,8 +123,8 @@ fn smollm2_chatml_template_renders_as_python_jinja2() {
 fn bad_messages_are_clear_errors() {
     let model = fixture("tokenizer.model");
     let m = model.to_str().unwrap();
-    let dir = std::env::temp_dir().join(format!("llama31-prompt-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let cases: [(&str, &str, &str); 5] = [
         ("malformed.json", "[{\"role\": \"user\", ", "messages"),
         ("not-array.json", "{\"role\": \"user\"}", "array"),
@@ -160,7 +157,7 @@ fn bad_messages_are_clear_errors() {
     assert!(err.contains("/nonexistent/messages.json"), "{err}");
 }
 
-fn gguf_with_template(name: &str, template: &str) -> std::path::PathBuf {
+fn gguf_with_template(name: &str, template: &str) -> tempfile::TempPath {
     smollm2_vocab_gguf(
         name,
         &[("tokenizer.chat_template", template.to_string().into())],

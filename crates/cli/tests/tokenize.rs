@@ -84,14 +84,6 @@ fn special_looking_text_is_ordinary_unless_asked() {
     assert_eq!(ids, vec![128009]);
 }
 
-fn write_temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("llama31-cli-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p
-}
-
 #[test]
 fn corrupt_tokenizer_model_is_a_clear_error() {
     let cases: [(&str, &[u8], &str); 4] = [
@@ -101,7 +93,7 @@ fn corrupt_tokenizer_model_is_a_clear_error() {
         ("no-rank.model", b"IQ==\n", "line"),
     ];
     for (name, bytes, needle) in cases {
-        let p = write_temp(name, bytes);
+        let p = temp_file(name, bytes);
         let err = llama31_err(&["tokenize", "--model", p.to_str().unwrap()], b"hi");
         assert!(
             err.to_lowercase().contains(needle),
@@ -118,10 +110,10 @@ fn missing_and_unsupported_tokenizers_are_clear_errors() {
     );
     assert!(err.contains("/nonexistent"), "{err}");
     let wordpiece = br#"{"model": {"type": "WordPiece", "vocab": {"a": 0}}, "added_tokens": []}"#;
-    let p = write_temp("wordpiece.json", wordpiece);
+    let p = temp_file("wordpiece.json", wordpiece);
     let err = llama31_err(&["tokenize", "--model", p.to_str().unwrap()], b"hi");
     assert!(err.contains("WordPiece"), "{err}");
-    let p = write_temp("broken.json", b"{\"model\": ");
+    let p = temp_file("broken.json", b"{\"model\": ");
     llama31_err(&["tokenize", "--model", p.to_str().unwrap()], b"hi");
     let err = llama31_err(
         &[
@@ -151,7 +143,7 @@ fn unsupported_gguf_tokenizers_are_clear_errors() {
         );
     }
     // A GGUF without any tokenizer.
-    let p = write_temp("no-tokenizer.gguf", &{
+    let p = temp_file("no-tokenizer.gguf", &{
         let mut w = llama31_formats::GgufWriter::new();
         w.add_metadata("general.architecture", "llama".to_string());
         w.to_bytes().unwrap()

@@ -2,8 +2,6 @@
 //! f64, written from Meta's model.py) vs `Model::forward`; batched prefill vs token-by-token
 //! decode through the KV cache; and the typed errors for bad checkpoints and inputs.
 
-use std::path::PathBuf;
-
 use llama31_formats::{GgmlType, GgufWriter};
 use llama31_model::{LoadOptions, LogitsMode, Model, ModelError};
 
@@ -74,7 +72,7 @@ fn write_gguf(
     name: &str,
     skip: Option<&str>,
     reshape: Option<(&str, Vec<usize>)>,
-) -> PathBuf {
+) -> tempfile::TempPath {
     let mut w = GgufWriter::new();
     w.add_metadata("general.architecture", "llama")
         .add_metadata("llama.embedding_length", DIM as u32)
@@ -99,9 +97,13 @@ fn write_gguf(
         };
         w.add_tensor(n.clone(), GgmlType::F32, &shape, b.as_slice());
     }
-    let dir = std::env::temp_dir().join(format!("llama31-model-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
+    // Deleted when the returned path is dropped.
+    let p = tempfile::Builder::new()
+        .prefix("llama31-model-test-")
+        .suffix(name)
+        .tempfile()
+        .unwrap()
+        .into_temp_path();
     w.write_file(&p).unwrap();
     p
 }

@@ -50,15 +50,19 @@ fn file_sha256(p: &Path) -> String {
     hex(&std::fs::read(p).expect("readable"))
 }
 
-fn out_dir(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("llama31-quantize-{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+/// A fresh temporary directory for `test`'s outputs, deleted with everything in it when dropped.
+fn out_dir(test: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("llama31-quantize-{test}-"))
+        .tempdir()
+        .expect("temp dir")
 }
 
-/// Quantizes `input` and compares every tensor (order, type, bytes) with llama.cpp's list.
-fn check(input: &Path, ftype: &str, want: &Value, what: &str) -> PathBuf {
-    let out = out_dir(&what.replace(['/', ' '], "_")).join(format!("{ftype}.gguf"));
+/// Quantizes `input` and compares every tensor (order, type, bytes) with llama.cpp's list; the
+/// output file is in the returned directory (deleted when dropped).
+fn check(input: &Path, ftype: &str, want: &Value, what: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = out_dir(&what.replace(['/', ' '], "_"));
+    let out = dir.path().join(format!("{ftype}.gguf"));
     let ft: FileType = ftype.parse().expect("known type");
     quantize(input, &out, &QuantizeOptions::new(ft), &mut |_| {}).expect("quantize succeeds");
     let g = GgufFile::open(&out).expect("our output parses");
@@ -87,7 +91,7 @@ fn check(input: &Path, ftype: &str, want: &Value, what: &str) -> PathBuf {
         "{what} {ftype}: {} tensors differ from llama.cpp: {bad:#?}",
         bad.len()
     );
-    out
+    (dir, out)
 }
 
 #[test]
@@ -101,7 +105,7 @@ fn smollm2_f32_matches_llamacpp() {
         "the F32 GGUF differs from the one the goldens were made from (scripts/make-smollm2-f32.py, run by scripts/setup-python.sh --tiny)"
     );
     for (ftype, case) in s["ftypes"].as_object().unwrap() {
-        let out = check(&input, ftype, &case["llamacpp_tensors"], "smollm2");
+        let (_dir, out) = check(&input, ftype, &case["llamacpp_tensors"], "smollm2");
         let cmp = &case["comparison"];
         if cmp["file_identical"].as_bool() == Some(true) {
             assert_eq!(
@@ -110,7 +114,6 @@ fn smollm2_f32_matches_llamacpp() {
                 "{ftype}: the whole file (metadata and layout) should equal llama.cpp's"
             );
         }
-        std::fs::remove_file(&out).ok();
     }
 }
 
@@ -134,13 +137,12 @@ fn tiny_checkpoints_match_llamacpp_convert_then_quantize() {
     for (ftype, case) in t["ftypes"].as_object().unwrap() {
         for variant in ["hf-untied", "meta", "meta-mp2"] {
             let input = fixture(&format!("tiny/{variant}"));
-            let out = check(
+            check(
                 &input,
                 ftype,
                 &case["llamacpp_tensors"],
                 &format!("tiny {variant}"),
             );
-            std::fs::remove_file(&out).ok();
         }
     }
 }
@@ -149,7 +151,8 @@ fn tiny_checkpoints_match_llamacpp_convert_then_quantize() {
 fn conversion_metadata_matches_convert_hf_to_gguf() {
     // HF dir → BF16: the tensors and keys llama.cpp's converter wrote for the same checkpoint.
     let reference = GgufFile::open(fixture("tiny/llama31-tiny-bf16.gguf")).expect("parses");
-    let dir = out_dir("convert");
+    let tmp = out_dir("convert");
+    let dir = tmp.path();
     let out = dir.join("tiny-hf-bf16.gguf");
     quantize(
         &fixture("tiny/hf-untied"),
@@ -201,12 +204,12 @@ fn conversion_metadata_matches_convert_hf_to_gguf() {
     ] {
         assert_eq!(meta.get(k), reference.get(k), "{k} from tokenizer.model");
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn bad_inputs_are_typed_errors() {
-    let dir = out_dir("errors");
+    let tmp = out_dir("errors");
+    let dir = tmp.path();
     assert!("Q4_K_X".parse::<FileType>().is_err());
     // A quantized GGUF needs allow_requantize.
     let q41 = fixture("SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -245,5 +248,4 @@ fn bad_inputs_are_typed_errors() {
         matches!(err, llama31_quantize::QuantizeError::SameFile(_)),
         "{err}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -100,9 +100,24 @@ pub fn llama31_err(args: &[&str], stdin: &[u8]) -> String {
     stderr
 }
 
+/// A temporary file whose name ends with `name` (so its extension tells its format), holding
+/// `bytes`; deleted when dropped.
+pub fn temp_file(name: &str, bytes: &[u8]) -> tempfile::TempPath {
+    let f = tempfile::Builder::new()
+        .prefix("llama31-test-")
+        .suffix(name)
+        .tempfile()
+        .unwrap();
+    std::fs::write(f.path(), bytes).unwrap();
+    f.into_temp_path()
+}
+
 /// A copy of SmolLM2's GGUF tokenizer metadata (no tensors) with `changes` applied, written to a
-/// temporary file.
-pub fn smollm2_vocab_gguf(name: &str, changes: &[(&str, llama31_formats::GgufValue)]) -> PathBuf {
+/// temporary file (deleted when dropped).
+pub fn smollm2_vocab_gguf(
+    name: &str,
+    changes: &[(&str, llama31_formats::GgufValue)],
+) -> tempfile::TempPath {
     let src = llama31_formats::GgufFile::open(fixture("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
     let mut w = llama31_formats::GgufWriter::new();
     for (key, value) in src.metadata() {
@@ -118,9 +133,5 @@ pub fn smollm2_vocab_gguf(name: &str, changes: &[(&str, llama31_formats::GgufVal
             w.add_metadata(k.to_string(), v.clone());
         }
     }
-    let dir = std::env::temp_dir().join(format!("llama31-gguf-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    w.write_file(&p).unwrap();
-    p
+    temp_file(name, &w.to_bytes().unwrap())
 }
