@@ -19,9 +19,6 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "$want" >"$stamp"
 fi
 
-# The clients talk to loopback directly, whatever proxy the environment names.
-export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}"
-
 BIN="${CARGO_TARGET_DIR:-target}/release/llama31"
 [ -x "$BIN" ] || cargo build --release --bin llama31
 LOG="$(mktemp)"

@@ -4,7 +4,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use llama31_model::{FileLoading, LoadOptions, Model};
+use llama31_formats::WeightFormat;
+use llama31_model::{file_loading_for, FileLoading, LoadOptions, Model};
 
 use crate::source::Source;
 
@@ -113,12 +114,18 @@ pub fn load_model(source: &Source, ctx: Option<usize>, weights: WeightArgs) -> R
     Ok(model)
 }
 
-/// The size of the file `load_model` will read into memory before its first tensor (a GGUF file
-/// whose weights are multiplied in place, when [`FileLoading::reads`] says so), if any.
+/// The size of the GGUF file `load_model` will read into memory before its first tensor, if it
+/// will (the loader's own rule, [`file_loading_for`]).
 fn read_up_front(source: &Source, weights: WeightArgs) -> Option<u64> {
     let Source::Gguf(path) = source else {
         return None;
     };
     let len = std::fs::metadata(path).ok()?.len();
-    (weights.keep_quantized() && weights.file_loading().reads(len)).then_some(len)
+    file_loading_for(
+        WeightFormat::Gguf,
+        weights.keep_quantized(),
+        weights.file_loading(),
+    )
+    .reads(len)
+    .then_some(len)
 }

@@ -19,5 +19,5 @@ pub use error::{ModelError, Result};
 pub use llama::{BatchSeq, KvCache, LayerWeights, LogitsMode, Model, Scratch, Weights};
 pub use llama31_formats::FileLoading;
 pub use llama31_kernels::rope::RopeLayout;
-pub use load::{LoadOptions, ProgressFn};
+pub use load::{file_loading_for, LoadOptions, ProgressFn};
 pub use weights::{Matrix, MatrixDType, NameScheme, TensorSummary};

@@ -54,6 +54,23 @@ fn read_text(path: &Path) -> Result<String> {
     })
 }
 
+/// How [`Model::load_with_quant`] brings a file of `format` into memory when asked for
+/// `requested` (after the environment, [`FileLoading::or_env`]): [`FileLoading::Auto`] stays
+/// Auto (read or mapped by size, [`FileLoading::reads`]) only for GGUF files whose weights are
+/// kept quantized, and maps anything else — only weights used in place gain from huge pages;
+/// tensors converted at load would keep a second, unshared copy of the file alive for nothing.
+pub fn file_loading_for(
+    format: WeightFormat,
+    keep_quantized: bool,
+    requested: FileLoading,
+) -> FileLoading {
+    let in_place = keep_quantized && format == WeightFormat::Gguf;
+    match requested.or_env() {
+        FileLoading::Auto if !in_place => FileLoading::Map,
+        mode => mode,
+    }
+}
+
 /// Keeps `file` alive in `owners` and returns a reference to it valid as long as the model (see
 /// SAFETY).
 fn keep_alive(
@@ -193,13 +210,7 @@ impl Model {
         let path = path.as_ref();
         let mut owners: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
         let format = detect(path)?;
-        // Only weights used in place gain from huge pages; tensors converted at load would keep
-        // a second, unshared copy of the file alive for nothing.
-        let in_place = keep_quantized && format == WeightFormat::Gguf;
-        let loading = match opts.file_loading.or_env() {
-            FileLoading::Auto if !in_place => FileLoading::Map,
-            mode => mode,
-        };
+        let loading = file_loading_for(format, keep_quantized, opts.file_loading);
         let file = keep_alive(WeightFile::open_with(path, loading)?, &mut owners);
         let (cfg, scheme, layout) = match format {
             WeightFormat::Gguf => {
@@ -304,5 +315,30 @@ impl Model {
         let mut model = Model::from_parts(cfg, weights, layout, rope, summary)?;
         model._files = owners;
         Ok(model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Explicit modes hold for every format; `Auto` is kept only where weights are used in place.
+    #[test]
+    fn only_gguf_weights_used_in_place_may_be_read_under_auto() {
+        use FileLoading::{Auto, Map, Read};
+        use WeightFormat::{Gguf, MetaPth, Safetensors};
+        for format in [Gguf, Safetensors, MetaPth] {
+            for keep in [true, false] {
+                assert_eq!(file_loading_for(format, keep, Map), Map);
+                assert_eq!(file_loading_for(format, keep, Read), Read);
+            }
+        }
+        // The environment (LLAMA31_MMAP / LLAMA31_NO_MMAP) may name a mode for `Auto`.
+        let env = Auto.or_env();
+        assert_eq!(file_loading_for(Gguf, true, Auto), env);
+        let other = if env == Auto { Map } else { env };
+        assert_eq!(file_loading_for(Gguf, false, Auto), other);
+        assert_eq!(file_loading_for(Safetensors, true, Auto), other);
+        assert_eq!(file_loading_for(MetaPth, true, Auto), other);
     }
 }
