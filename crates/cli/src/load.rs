@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use llama31_formats::WeightFormat;
-use llama31_model::{file_loading_for, FileLoading, LoadOptions, Model};
+use llama31_model::{file_loading_for, FileLoading, LoadOptions, Model, WeightMode};
 
 use crate::source::Source;
 
@@ -41,9 +41,18 @@ impl WeightArgs {
         }
     }
 
+    /// What happens to quantized weights: the library's default unless `--dequantize`.
+    pub fn weight_mode(&self) -> WeightMode {
+        if self.dequantize {
+            WeightMode::Dequantized
+        } else {
+            WeightMode::default()
+        }
+    }
+
     /// Whether quantized weights stay quantized.
     pub fn keep_quantized(&self) -> bool {
-        !self.dequantize
+        self.weight_mode().keeps_quantized()
     }
 
     /// How the model file is brought into memory (`--mmap`, `--no-mmap`, else the environment's
@@ -60,7 +69,7 @@ impl WeightArgs {
 }
 
 /// Loads the model at `source`, supporting contexts up to `ctx` positions, as `weights` says
-/// (quantized weights kept or dequantized, see `Model::load_with_quant`; file mapped or read).
+/// (quantized weights kept or dequantized, see `WeightMode`; file mapped or read).
 pub fn load_model(source: &Source, ctx: Option<usize>, weights: WeightArgs) -> Result<Model> {
     let start = Instant::now();
     let bar = ProgressBar::hidden();
@@ -98,8 +107,9 @@ pub fn load_model(source: &Source, ctx: Option<usize>, weights: WeightArgs) -> R
             progress_bar.set_position(done as u64);
         })),
         file_loading: weights.file_loading(),
+        weights: weights.weight_mode(),
     };
-    let loaded = Model::load_with_quant(source.path(), opts, weights.keep_quantized());
+    let loaded = Model::load(source.path(), opts);
     // Cleared on failure too, so that the error is not printed after a stale bar.
     bar.finish_and_clear();
     let model = loaded.with_context(|| format!("loading model {}", source.path().display()))?;

@@ -33,6 +33,7 @@ fn load() -> (Arc<Model>, Arc<Tokenizer>) {
         LoadOptions {
             max_seq_len: Some(1024),
             progress: None,
+            weights: llama31_model::WeightMode::Dequantized,
             ..Default::default()
         },
     )

@@ -26,6 +26,7 @@ fn load() -> (Model, Tokenizer) {
         LoadOptions {
             max_seq_len: Some(512),
             progress: None,
+            weights: llama31_model::WeightMode::Dequantized,
             ..Default::default()
         },
     )

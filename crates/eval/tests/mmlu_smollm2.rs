@@ -21,6 +21,7 @@ fn load() -> (Model, Tokenizer) {
         LoadOptions {
             max_seq_len: Some(2048),
             progress: None,
+            weights: llama31_model::WeightMode::Dequantized,
             ..Default::default()
         },
     )

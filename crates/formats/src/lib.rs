@@ -65,7 +65,7 @@ pub use dtype::{DType, GgmlType};
 pub use error::{FormatError, Result};
 pub use gguf::{GgufArray, GgufFile, GgufTensorInfo, GgufValue, GgufValueType, GgufWriter};
 pub use logits::{LogitsHeader, LogitsReader, LogitsWriter};
-pub use mmap::FileLoading;
+pub use mmap::{Bytes, FileLoading, SharedBytes};
 pub use pth::{MetaCheckpoint, PthFile};
 pub use safetensors::{SafetensorsFile, SafetensorsModel};
 pub use tensor::{TensorData, TensorView};

@@ -1,8 +1,9 @@
 //! Read-only memory maps of model files (or owned buffers, for tests and in-memory data).
 
 use std::fs::File;
-use std::ops::Deref;
+use std::ops::{Deref, Range};
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::error::{FormatError, Result};
 
@@ -163,9 +164,70 @@ impl Deref for Bytes {
     }
 }
 
+/// A byte range of a shared file buffer: what a weight keeps to use a tensor in place, holding the
+/// file's bytes alive (mapped or read) for as long as it needs them, without borrowing the file.
+#[derive(Debug, Clone)]
+pub struct SharedBytes {
+    file: Arc<Bytes>,
+    range: Range<usize>,
+}
+
+impl SharedBytes {
+    /// The part of `file` that `part` is a slice of; `None` when `part` does not lie inside it.
+    pub fn within(file: &Arc<Bytes>, part: &[u8]) -> Option<SharedBytes> {
+        let base = file.as_ptr() as usize;
+        let start = (part.as_ptr() as usize).checked_sub(base)?;
+        let end = start.checked_add(part.len())?;
+        if end > file.len() {
+            return None;
+        }
+        Some(SharedBytes {
+            file: Arc::clone(file),
+            range: start..end,
+        })
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.file[self.range.clone()]
+    }
+
+    /// Offset and end of the range within its file.
+    pub fn range(&self) -> Range<usize> {
+        self.range.clone()
+    }
+
+    /// Whether the file's bytes are a memory map (rather than read into memory).
+    pub fn is_mapped(&self) -> bool {
+        matches!(*self.file, Bytes::Mapped(_))
+    }
+}
+
+impl Deref for SharedBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A slice of the file becomes the same bytes at the same range, kept alive by the range;
+    /// a slice of anything else is not taken for part of the file.
+    #[test]
+    fn shared_bytes_locate_a_slice_of_their_file() {
+        let file = Arc::new(Bytes::Owned((0..100u8).collect()));
+        let part = SharedBytes::within(&file, &file[10..30]).unwrap();
+        assert_eq!(part.range(), 10..30);
+        assert_eq!(part.as_slice(), &(10..30u8).collect::<Vec<_>>()[..]);
+        assert!(!part.is_mapped());
+        let other = vec![0u8; 20];
+        assert!(SharedBytes::within(&file, &other).is_none());
+        drop(file);
+        assert_eq!(part[0], 10, "the range keeps the file alive");
+    }
 
     /// A file read into anonymous memory holds the same bytes as its map.
     #[test]

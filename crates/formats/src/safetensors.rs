@@ -32,7 +32,7 @@ struct StTensor {
 #[derive(Debug)]
 pub struct SafetensorsFile {
     path: PathBuf,
-    bytes: Bytes,
+    bytes: std::sync::Arc<Bytes>,
     tensors: Vec<StTensor>,
     index: HashMap<String, usize>,
     metadata: HashMap<String, String>,
@@ -113,11 +113,16 @@ impl SafetensorsFile {
         tracing::debug!(path = %path.display(), tensors = tensors.len(), "opened safetensors");
         Ok(SafetensorsFile {
             path,
-            bytes,
+            bytes: std::sync::Arc::new(bytes),
             tensors,
             index,
             metadata,
         })
+    }
+
+    /// The file's bytes, shared: weights keep them alive through [`SharedBytes`].
+    pub fn shared_bytes(&self) -> &std::sync::Arc<Bytes> {
+        &self.bytes
     }
 
     /// The path the file was opened from.

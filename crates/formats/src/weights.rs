@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::error::{FormatError, Result};
 use crate::gguf::GgufFile;
-use crate::mmap::FileLoading;
+use crate::mmap::{FileLoading, SharedBytes};
 use crate::pth::MetaCheckpoint;
 use crate::safetensors::{list_with_suffix, SafetensorsModel, SAFETENSORS_INDEX};
 use crate::tensor::{TensorData, TensorView};
@@ -119,6 +119,23 @@ impl WeightFile {
         match self {
             WeightFile::Meta(m) => m.get(name),
             other => other.tensor(name).map(TensorData::from),
+        }
+    }
+
+    /// `part` (a tensor's bytes borrowed from this checkpoint) as a range of the shared file it
+    /// lies in, which keeps that file's bytes alive on its own; `None` for bytes that are not part
+    /// of any of the checkpoint's files (e.g. tensors joined from model-parallel shards).
+    pub fn shared(&self, part: &[u8]) -> Option<SharedBytes> {
+        match self {
+            WeightFile::Gguf(g) => SharedBytes::within(g.shared_bytes(), part),
+            WeightFile::Safetensors(s) => s
+                .shards()
+                .iter()
+                .find_map(|f| SharedBytes::within(f.shared_bytes(), part)),
+            WeightFile::Meta(m) => m
+                .shards()
+                .iter()
+                .find_map(|f| SharedBytes::within(f.shared_bytes(), part)),
         }
     }
 

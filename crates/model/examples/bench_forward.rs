@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         LoadOptions {
             max_seq_len: Some(prompt_len + steps + 1),
             progress: None,
+            weights: llama31_model::WeightMode::Dequantized,
             ..Default::default()
         },
     )?;

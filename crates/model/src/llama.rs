@@ -1,35 +1,66 @@
-//! The Llama 3.1 model: weights, KV cache and the forward pass (read it top to bottom, like
-//! llama2.c's `forward()`).
+//! The Llama 3.1 model: weights and the forward pass, written once over a [`Backend`] (read it
+//! top to bottom, like llama2.c's `forward()`).
 
-use llama31_kernels::rope::{RopeLayout, RopeTable};
-use llama31_kernels::{add_assign, attention, rmsnorm, swiglu, AttentionShape};
-
+use crate::backend::{Act, AttentionShape, Backend, Cpu, RopeLayout, RopeTable, StepShape};
 use crate::config::Config;
 use crate::error::{ModelError, Result};
-use crate::weights::{Matrix, TensorSummary};
+use crate::kv_cache::KvCache;
+use crate::linear::Linear;
+use crate::weights::TensorSummary;
+
+pub use crate::backend::CpuScratch as Scratch;
 
 /// Weights of one transformer block.
 #[derive(Debug)]
-pub struct LayerWeights {
-    pub attn_norm: Vec<f32>, // [dim]
-    pub wq: Matrix,          // [n_heads·head_dim, dim]
-    pub wk: Matrix,          // [n_kv_heads·head_dim, dim]
-    pub wv: Matrix,          // [n_kv_heads·head_dim, dim]
-    pub wo: Matrix,          // [dim, n_heads·head_dim]
-    pub ffn_norm: Vec<f32>,  // [dim]
-    pub w_gate: Matrix,      // [ffn_dim, dim]   (Meta w1)
-    pub w_up: Matrix,        // [ffn_dim, dim]   (Meta w3)
-    pub w_down: Matrix,      // [dim, ffn_dim]   (Meta w2)
+pub struct LayerWeights<B: Backend = Cpu> {
+    pub attn_norm: B::Vector, // [dim]
+    pub wq: Linear<B>,        // [n_heads·head_dim, dim]
+    pub wk: Linear<B>,        // [n_kv_heads·head_dim, dim]
+    pub wv: Linear<B>,        // [n_kv_heads·head_dim, dim]
+    pub wo: Linear<B>,        // [dim, n_heads·head_dim]
+    pub ffn_norm: B::Vector,  // [dim]
+    pub w_gate: Linear<B>,    // [ffn_dim, dim]   (Meta w1)
+    pub w_up: Linear<B>,      // [ffn_dim, dim]   (Meta w3)
+    pub w_down: Linear<B>,    // [dim, ffn_dim]   (Meta w2)
 }
 
 /// All weights of the model.
 #[derive(Debug)]
-pub struct Weights {
-    pub tok_embeddings: Matrix, // [vocab, dim]
-    pub layers: Vec<LayerWeights>,
-    pub norm: Vec<f32>, // [dim]
+pub struct Weights<B: Backend = Cpu> {
+    pub tok_embeddings: Linear<B>, // [vocab, dim]
+    pub layers: Vec<LayerWeights<B>>,
+    pub norm: B::Vector, // [dim]
     /// `None` when tied to `tok_embeddings`.
-    pub output: Option<Matrix>, // [vocab, dim]
+    pub output: Option<Linear<B>>, // [vocab, dim]
+}
+
+impl Weights<Cpu> {
+    /// These host weights, moved to `backend`.
+    pub fn upload<B: Backend>(self, backend: &B) -> Result<Weights<B>> {
+        let layers = self
+            .layers
+            .into_iter()
+            .map(|l| {
+                Ok(LayerWeights {
+                    attn_norm: backend.upload_vector(l.attn_norm)?,
+                    wq: l.wq.upload(backend)?,
+                    wk: l.wk.upload(backend)?,
+                    wv: l.wv.upload(backend)?,
+                    wo: l.wo.upload(backend)?,
+                    ffn_norm: backend.upload_vector(l.ffn_norm)?,
+                    w_gate: l.w_gate.upload(backend)?,
+                    w_up: l.w_up.upload(backend)?,
+                    w_down: l.w_down.upload(backend)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Weights {
+            tok_embeddings: self.tok_embeddings.upload(backend)?,
+            layers,
+            norm: backend.upload_vector(self.norm)?,
+            output: self.output.map(|o| o.upload(backend)).transpose()?,
+        })
+    }
 }
 
 /// Which logits `forward` returns.
@@ -43,120 +74,28 @@ pub enum LogitsMode {
     All,
 }
 
-/// Activation buffers of a forward step, grown on demand and reused (no allocation in the decode
-/// step once warm). Every [`KvCache`] carries one for [`Model::forward`]; a batch of sequences
-/// ([`Model::forward_batch`]) uses one of its own.
-#[derive(Debug, Default)]
-pub struct Scratch {
-    x: Vec<f32>,   // [n, dim] residual stream
-    xb: Vec<f32>,  // [n, dim]
-    xb2: Vec<f32>, // [n, dim]
-    q: Vec<f32>,   // [n, q_dim]
-    att: Vec<f32>, // [n, q_dim]
-    hb: Vec<f32>,  // [n, ffn_dim]
-    hb2: Vec<f32>, // [n, ffn_dim]
-    kb: Vec<f32>,  // [n, kv_dim] new keys
-    vb: Vec<f32>,  // [n, kv_dim] new values
-    /// Activation rows quantized for the quantized weights (`keep_quantized` models).
-    qact: Vec<u8>,
-}
-
-fn fit(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
-    if v.len() < n {
-        v.resize(n, 0.0);
-    }
-    &mut v[..n]
-}
-
-/// A preallocated key/value cache for one sequence (plus its scratch buffers).
-#[derive(Debug)]
-pub struct KvCache {
-    max_seq: usize,
-    n_layers: usize,
-    kv_dim: usize,
-    k: Vec<f32>, // [n_layers, max_seq, kv_dim]
-    v: Vec<f32>, // [n_layers, max_seq, kv_dim]
-    scratch: Scratch,
-}
-
-impl KvCache {
-    /// Allocates a cache for `max_seq` positions.
-    pub fn new(config: &Config, max_seq: usize) -> Result<KvCache> {
-        let kv_dim = config.kv_dim();
-        let n = config
-            .n_layers
-            .checked_mul(max_seq)
-            .and_then(|v| v.checked_mul(kv_dim))
-            .ok_or_else(|| ModelError::Cache(format!("{max_seq} positions overflow usize")))?;
-        Ok(KvCache {
-            max_seq,
-            n_layers: config.n_layers,
-            kv_dim,
-            k: vec![0.0; n],
-            v: vec![0.0; n],
-            scratch: Scratch::default(),
-        })
-    }
-
-    /// Positions this cache can hold.
-    pub fn max_seq(&self) -> usize {
-        self.max_seq
-    }
-
-    /// Bytes held by the K and V buffers.
-    pub fn bytes(&self) -> usize {
-        (self.k.len() + self.v.len()) * 4
-    }
-
-    /// Copies positions `0..n` of every layer's keys and values from `other` (a cache of the
-    /// same model), so several caches can share one prefilled prefix.
-    pub fn copy_prefix_from(&mut self, other: &KvCache, n: usize) -> Result<()> {
-        if self.n_layers != other.n_layers || self.kv_dim != other.kv_dim {
-            return Err(ModelError::Cache(format!(
-                "cannot copy from a cache of {} layers × {} kv width into {} × {}",
-                other.n_layers, other.kv_dim, self.n_layers, self.kv_dim
-            )));
-        }
-        if n > self.max_seq || n > other.max_seq {
-            return Err(ModelError::Context {
-                end: n,
-                max: self.max_seq.min(other.max_seq),
-            });
-        }
-        let span = n * self.kv_dim;
-        for l in 0..self.n_layers {
-            let dst = l * self.max_seq * self.kv_dim;
-            let src = l * other.max_seq * other.kv_dim;
-            self.k[dst..dst + span].copy_from_slice(&other.k[src..src + span]);
-            self.v[dst..dst + span].copy_from_slice(&other.v[src..src + span]);
-        }
-        Ok(())
-    }
-}
-
-/// A loaded Llama model.
-pub struct Model {
+/// A loaded Llama model on backend `B` (the CPU unless named).
+pub struct Model<B: Backend = Cpu> {
+    pub(crate) backend: B,
     pub(crate) config: Config,
     pub(crate) layout: RopeLayout,
-    pub(crate) rope: RopeTable,
-    pub(crate) weights: Weights,
+    pub(crate) rope: B::Rope,
+    pub(crate) weights: Weights<B>,
     pub(crate) summary: Vec<TensorSummary>,
-    /// Owners of the mapped files that `weights` borrows from. Declared last so it is dropped
-    /// after `weights`.
-    pub(crate) _files: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
-impl std::fmt::Debug for Model {
+impl<B: Backend> std::fmt::Debug for Model<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Model")
+            .field("backend", &self.backend.name())
             .field("config", &self.config)
             .field("layout", &self.layout)
             .finish_non_exhaustive()
     }
 }
 
-impl Model {
-    /// Assembles a model from parts (used by the loaders and by tests with synthetic weights).
+impl Model<Cpu> {
+    /// Assembles a CPU model from parts (used by the loaders and by tests with synthetic weights).
     pub fn from_parts(
         config: Config,
         weights: Weights,
@@ -180,18 +119,39 @@ impl Model {
             )));
         }
         Ok(Model {
+            backend: Cpu,
             config,
             layout,
             rope,
             weights,
             summary,
-            _files: Vec::new(),
         })
     }
 
+    /// This model with its weights moved to `backend`.
+    pub fn to_backend<B: Backend>(self, backend: B) -> Result<Model<B>> {
+        let weights = self.weights.upload(&backend)?;
+        let rope = backend.upload_rope(self.rope)?;
+        Ok(Model {
+            backend,
+            config: self.config,
+            layout: self.layout,
+            rope,
+            weights,
+            summary: self.summary,
+        })
+    }
+}
+
+impl<B: Backend> Model<B> {
     /// The resolved configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The backend the model runs on.
+    pub fn backend(&self) -> &B {
+        &self.backend
     }
 
     /// The RoPE pairing used by this checkpoint's q/k layout.
@@ -201,7 +161,7 @@ impl Model {
 
     /// Positions the RoPE table covers (the largest usable sequence length).
     pub fn max_seq_len(&self) -> usize {
-        self.rope.max_pos()
+        self.backend.rope_positions(&self.rope)
     }
 
     /// Every tensor as stored in the checkpoint: name, dtype, shape, bytes.
@@ -210,22 +170,34 @@ impl Model {
     }
 
     /// The weights.
-    pub fn weights(&self) -> &Weights {
+    pub fn weights(&self) -> &Weights<B> {
         &self.weights
     }
 
     /// Allocates a KV cache for this model.
-    pub fn new_cache(&self, max_seq: usize) -> Result<KvCache> {
-        KvCache::new(&self.config, max_seq)
+    pub fn new_cache(&self, max_seq: usize) -> Result<KvCache<B>> {
+        KvCache::new_on(&self.backend, &self.config, max_seq)
     }
 
-    /// Runs `tokens` at positions `start_pos..start_pos + tokens.len()`, appending their keys and
-    /// values to `cache`, and returns logits (see [`LogitsMode`]).
+    /// Fresh activation buffers for [`Model::forward_batch`].
+    pub fn new_scratch(&self) -> B::Scratch {
+        self.backend.new_scratch()
+    }
+
+    /// Copies the first `n` cached positions of `src` into `dst` (see
+    /// [`KvCache::copy_prefix_from`]).
+    pub fn copy_prefix(&self, dst: &mut KvCache<B>, src: &KvCache<B>, n: usize) -> Result<()> {
+        dst.copy_prefix_on(&self.backend, src, n)
+    }
+
+    /// Runs `tokens` at positions `start_pos..start_pos + tokens.len()` of `cache` (which must
+    /// hold at least `start_pos` positions; any beyond are dropped first), appending their keys
+    /// and values, and returns logits (see [`LogitsMode`]).
     pub fn forward(
         &self,
         tokens: &[u32],
         start_pos: usize,
-        cache: &mut KvCache,
+        cache: &mut KvCache<B>,
         logits: LogitsMode,
     ) -> Result<Vec<f32>> {
         let mut out = Vec::new();
@@ -239,11 +211,14 @@ impl Model {
         &self,
         tokens: &[u32],
         start_pos: usize,
-        cache: &mut KvCache,
+        cache: &mut KvCache<B>,
         logits: LogitsMode,
         out: &mut Vec<f32>,
     ) -> Result<()> {
-        let mut scratch = std::mem::take(&mut cache.scratch);
+        let mut scratch = cache
+            .scratch
+            .take()
+            .unwrap_or_else(|| self.backend.new_scratch());
         let result = self.forward_batch(
             &mut [BatchSeq {
                 tokens,
@@ -254,7 +229,7 @@ impl Model {
             &mut scratch,
             out,
         );
-        cache.scratch = scratch;
+        cache.scratch = Some(scratch);
         result
     }
 
@@ -271,8 +246,8 @@ impl Model {
     /// it) a few hundred times per token.
     pub fn forward_batch(
         &self,
-        seqs: &mut [BatchSeq<'_>],
-        s: &mut Scratch,
+        seqs: &mut [BatchSeq<'_, B>],
+        s: &mut B::Scratch,
         out: &mut Vec<f32>,
     ) -> Result<()> {
         if rayon::current_thread_index().is_some() {
@@ -283,17 +258,18 @@ impl Model {
 
     fn forward_step(
         &self,
-        seqs: &mut [BatchSeq<'_>],
-        s: &mut Scratch,
+        seqs: &mut [BatchSeq<'_, B>],
+        s: &mut B::Scratch,
         out: &mut Vec<f32>,
     ) -> Result<()> {
-        let c = &self.config;
-        let w = &self.weights;
-        let (dim, q_dim, kv_dim, ffn) = (c.dim, c.q_dim(), c.kv_dim(), c.ffn_dim);
+        let (b, c, w) = (&self.backend, &self.config, &self.weights);
         let mut n = 0usize;
         for seq in seqs.iter() {
             self.check_seq(seq)?;
             n += seq.tokens.len();
+        }
+        for seq in seqs.iter_mut() {
+            seq.cache.truncate(seq.start_pos);
         }
         out.clear();
         if n == 0 {
@@ -304,78 +280,74 @@ impl Model {
             n_kv_heads: c.n_kv_heads,
             head_dim: c.head_dim,
         };
-        let x = fit(&mut s.x, n * dim);
-        let xb = fit(&mut s.xb, n * dim);
-        let xb2 = fit(&mut s.xb2, n * dim);
-        let q = fit(&mut s.q, n * q_dim);
-        let att = fit(&mut s.att, n * q_dim);
-        let hb = fit(&mut s.hb, n * ffn);
-        let hb2 = fit(&mut s.hb2, n * ffn);
-        let kb = fit(&mut s.kb, n * kv_dim);
-        let vb = fit(&mut s.vb, n * kv_dim);
-        let qa = &mut s.qact;
+        b.begin(
+            s,
+            StepShape {
+                n,
+                dim: c.dim,
+                q_dim: c.q_dim(),
+                kv_dim: c.kv_dim(),
+                ffn_dim: c.ffn_dim,
+            },
+        )?;
 
         // Token embeddings.
-        let all_tokens = seqs.iter().flat_map(|seq| seq.tokens.iter());
-        for (t, &tok) in all_tokens.enumerate() {
-            w.tok_embeddings
-                .decode_row(tok as usize, &mut x[t * dim..(t + 1) * dim])?;
+        let mut row = 0usize;
+        for seq in seqs.iter() {
+            b.embed(s, Act::X, row, w.tok_embeddings.weight(), seq.tokens)?;
+            row += seq.tokens.len();
         }
 
         for (l, lw) in w.layers.iter().enumerate() {
             // Attention: norm → q, k, v → RoPE → cache → causal GQA, per sequence.
-            rmsnorm(xb, x, &lw.attn_norm, c.norm_eps)?;
-            if n == 1 {
-                Matrix::matvec_many(&[&lw.wq, &lw.wk, &lw.wv], &mut [q, kb, vb], xb, qa)?;
-            } else {
-                lw.wq.matmul(q, xb, n, qa)?;
-                lw.wk.matmul(kb, xb, n, qa)?;
-                lw.wv.matmul(vb, xb, n, qa)?;
-            }
+            b.rmsnorm(s, Act::Xb, Act::X, n, &lw.attn_norm, c.norm_eps)?;
+            let qkv = [(&lw.wq, Act::Q), (&lw.wk, Act::K), (&lw.wv, Act::V)];
+            Linear::forward_many(b, s, Act::Xb, n, &qkv)?;
             let mut o = 0usize;
             for seq in seqs.iter_mut() {
-                let m = seq.tokens.len();
-                let (start, end) = (seq.start_pos, seq.start_pos + m);
-                let qs = &mut q[o * q_dim..(o + m) * q_dim];
-                let ks = &mut kb[o * kv_dim..(o + m) * kv_dim];
-                self.rope.apply(qs, c.n_heads, start, self.layout)?;
-                self.rope.apply(ks, c.n_kv_heads, start, self.layout)?;
-                let cache = &mut *seq.cache;
-                let layer_len = cache.max_seq * kv_dim;
-                let k_cache = &mut cache.k[l * layer_len..(l + 1) * layer_len];
-                let v_cache = &mut cache.v[l * layer_len..(l + 1) * layer_len];
-                k_cache[start * kv_dim..end * kv_dim].copy_from_slice(ks);
-                v_cache[start * kv_dim..end * kv_dim]
-                    .copy_from_slice(&vb[o * kv_dim..(o + m) * kv_dim]);
-                attention(
-                    &mut att[o * q_dim..(o + m) * q_dim],
-                    qs,
-                    &k_cache[..end * kv_dim],
-                    &v_cache[..end * kv_dim],
-                    m,
+                let rows = o..o + seq.tokens.len();
+                let start = seq.start_pos;
+                b.rope(
+                    s,
+                    Act::Q,
+                    rows.clone(),
+                    c.n_heads,
                     start,
-                    shape,
+                    &self.rope,
+                    self.layout,
                 )?;
-                o += m;
+                b.rope(
+                    s,
+                    Act::K,
+                    rows.clone(),
+                    c.n_kv_heads,
+                    start,
+                    &self.rope,
+                    self.layout,
+                )?;
+                seq.cache.append(b, s, l, rows.clone())?;
+                b.attention(s, Act::Att, Act::Q, rows.clone(), seq.cache.view(l), shape)?;
+                o = rows.end;
             }
-            lw.wo.matmul(xb2, att, n, qa)?;
-            add_assign(x, xb2)?;
+            lw.wo.forward(b, s, Act::Xb2, Act::Att, n)?;
+            b.add(s, Act::X, Act::Xb2, n)?;
 
             // SwiGLU feed-forward and residual.
-            rmsnorm(xb, x, &lw.ffn_norm, c.norm_eps)?;
-            if n == 1 {
-                Matrix::matvec_many(&[&lw.w_gate, &lw.w_up], &mut [hb, hb2], xb, qa)?;
-            } else {
-                lw.w_gate.matmul(hb, xb, n, qa)?;
-                lw.w_up.matmul(hb2, xb, n, qa)?;
-            }
-            swiglu(hb, hb2)?;
-            lw.w_down.matmul(xb2, hb, n, qa)?;
-            add_assign(x, xb2)?;
+            b.rmsnorm(s, Act::Xb, Act::X, n, &lw.ffn_norm, c.norm_eps)?;
+            Linear::forward_many(
+                b,
+                s,
+                Act::Xb,
+                n,
+                &[(&lw.w_gate, Act::Hb), (&lw.w_up, Act::Hb2)],
+            )?;
+            b.swiglu(s, Act::Hb, Act::Hb2, n)?;
+            lw.w_down.forward(b, s, Act::Xb2, Act::Hb, n)?;
+            b.add(s, Act::X, Act::Xb2, n)?;
         }
 
         // Final norm and logits (untied `output` or the tied embeddings) of the requested rows,
-        // gathered into `xb2`.
+        // gathered into `Xb2`.
         let mut rows = 0usize;
         let mut o = 0usize;
         for seq in seqs.iter() {
@@ -385,33 +357,35 @@ impl Model {
                 LogitsMode::Last => (o + m - 1, 1),
                 LogitsMode::All => (o, m),
             };
-            let src = &x[first * dim..(first + count) * dim];
-            xb2[rows * dim..(rows + count) * dim].copy_from_slice(src);
+            b.copy_rows(s, Act::Xb2, rows, Act::X, first, count)?;
             rows += count;
             o += m;
         }
         if rows == 0 {
             return Ok(());
         }
-        let hn = &mut xb[..rows * dim];
-        rmsnorm(hn, &xb2[..rows * dim], &w.norm, c.norm_eps)?;
+        b.rmsnorm(s, Act::Xb, Act::Xb2, rows, &w.norm, c.norm_eps)?;
         let head = w.output.as_ref().unwrap_or(&w.tok_embeddings);
-        out.resize(rows * c.vocab_size, 0.0);
-        head.matmul(out, hn, rows, qa)?;
-        Ok(())
+        b.logits(s, Act::Xb, rows, head.weight(), out)
     }
 
     /// Validates one sequence of a step: cache shape, context, token ids.
-    fn check_seq(&self, seq: &BatchSeq<'_>) -> Result<()> {
+    fn check_seq(&self, seq: &BatchSeq<'_, B>) -> Result<()> {
         let c = &self.config;
         let cache = &*seq.cache;
-        if cache.n_layers != c.n_layers || cache.kv_dim != c.kv_dim() {
+        if cache.shape() != (c.n_layers, c.kv_dim()) {
+            let (layers, width) = cache.shape();
             return Err(ModelError::Cache(format!(
-                "cache has {} layers × {} kv width, model {} × {}",
-                cache.n_layers,
-                cache.kv_dim,
+                "cache has {layers} layers × {width} kv width, model {} × {}",
                 c.n_layers,
                 c.kv_dim()
+            )));
+        }
+        if seq.start_pos > cache.len() {
+            return Err(ModelError::Cache(format!(
+                "a step at position {} of a cache holding {} positions",
+                seq.start_pos,
+                cache.len()
             )));
         }
         let end = seq
@@ -419,9 +393,9 @@ impl Model {
             .checked_add(seq.tokens.len())
             .ok_or(ModelError::Context {
                 end: usize::MAX,
-                max: cache.max_seq,
+                max: cache.max_seq(),
             })?;
-        let max = cache.max_seq.min(self.rope.max_pos());
+        let max = cache.max_seq().min(self.max_seq_len());
         if end > max {
             return Err(ModelError::Context { end, max });
         }
@@ -438,10 +412,10 @@ impl Model {
 /// One sequence of a [`Model::forward_batch`] step: `tokens` run at positions
 /// `start_pos..start_pos + tokens.len()` of `cache`.
 #[derive(Debug)]
-pub struct BatchSeq<'a> {
+pub struct BatchSeq<'a, B: Backend = Cpu> {
     pub tokens: &'a [u32],
     pub start_pos: usize,
-    pub cache: &'a mut KvCache,
+    pub cache: &'a mut KvCache<B>,
     /// Which of this sequence's logits to return.
     pub logits: LogitsMode,
 }

@@ -13,18 +13,41 @@ use llama31_kernels::rope::{base_inv_freqs, llama3_scale, RopeLayout, RopeTable}
 
 use crate::config::Config;
 use crate::error::{ModelError, Result};
+use crate::linear::Linear;
 use crate::llama::{LayerWeights, Model, Weights};
 use crate::weights::{
     check_shape, layer_shape, matrix_from_view, matrix_owned, plain_dtype, vector_from_view,
-    GlobalTensor, LayerTensor, Matrix, NameScheme, TensorSummary,
+    GlobalTensor, LayerTensor, NameScheme, TensorSummary,
 };
 
 /// Progress callback: `(tensors loaded, tensors total)`.
 pub type ProgressFn = Box<dyn Fn(usize, usize) + Send + Sync>;
 
+/// What happens at load to block-quantized GGUF weights (Q4_0 … Q8_0, K-quants).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WeightMode {
+    /// Used as stored and multiplied as ggml does (activations quantized to 8 bits, integer block
+    /// dot products): a quarter to an eighth of f32's memory, and faster. The default of the
+    /// library and of every command.
+    #[default]
+    AsStored,
+    /// Dequantized to f32 at load and multiplied in f32: the exact reference path (it follows
+    /// llama.cpp on the same weights dequantized to F32), at 4–8× the memory.
+    Dequantized,
+}
+
+impl WeightMode {
+    /// Whether quantized weights stay as stored.
+    pub fn keeps_quantized(self) -> bool {
+        self == WeightMode::AsStored
+    }
+}
+
 /// Options for [`Model::load`].
 #[derive(Default)]
 pub struct LoadOptions {
+    /// Block-quantized weights used as stored (the default) or dequantized at load.
+    pub weights: WeightMode,
     /// Longest sequence to support (size of the RoPE table). `None`: the checkpoint's
     /// `max_seq_len`.
     pub max_seq_len: Option<usize>,
@@ -43,6 +66,7 @@ impl std::fmt::Debug for LoadOptions {
             .field("max_seq_len", &self.max_seq_len)
             .field("progress", &self.progress.is_some())
             .field("file_loading", &self.file_loading)
+            .field("weights", &self.weights)
             .finish()
     }
 }
@@ -71,26 +95,9 @@ pub fn file_loading_for(
     }
 }
 
-/// Keeps `file` alive in `owners` and returns a reference to it valid as long as the model (see
-/// SAFETY).
-fn keep_alive(
-    file: WeightFile,
-    owners: &mut Vec<Box<dyn std::any::Any + Send + Sync>>,
-) -> &'static WeightFile {
-    let boxed = Box::new(file);
-    let ptr: *const WeightFile = &*boxed;
-    owners.push(boxed);
-    // SAFETY: the WeightFile is heap-allocated in a Box that is moved into `owners`, which
-    // ends up in `Model::_files`; the Box's allocation never moves, the file is never mutated
-    // (only `&` access), and `Model` drops `_files` after `weights` (field order), so every
-    // slice derived from this reference (mmap pages or a heap buffer owned by the file) stays
-    // valid while anything can observe it. The `'static` references never leave the crate.
-    unsafe { &*ptr }
-}
-
-struct Loader {
-    file: &'static WeightFile,
-    names: HashSet<&'static str>,
+struct Loader<'f> {
+    file: &'f WeightFile,
+    names: HashSet<&'f str>,
     summary: Vec<TensorSummary>,
     progress: Option<ProgressFn>,
     keep_quantized: bool,
@@ -98,7 +105,7 @@ struct Loader {
     total: usize,
 }
 
-impl Loader {
+impl<'f> Loader<'f> {
     fn tick(&mut self) {
         self.done += 1;
         if let Some(p) = &self.progress {
@@ -108,8 +115,8 @@ impl Loader {
 
     /// Tensor `name` through the formats API: borrowed from the file, or (for tensors split
     /// across Meta model-parallel shards) joined by `formats` into an owned buffer. Also returns
-    /// the file's own (`'static`) copy of the name.
-    fn get(&self, name: &str) -> Result<(&'static str, TensorData<'static>)> {
+    /// the file's own copy of the name.
+    fn get(&self, name: &str) -> Result<(&'f str, TensorData<'f>)> {
         let Some(&stored) = self.names.get(name) else {
             return Err(ModelError::MissingTensor(name.to_string()));
         };
@@ -125,22 +132,33 @@ impl Loader {
         self.names.contains(name)
     }
 
-    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+    fn linear(&mut self, name: &str, rows: usize, cols: usize) -> Result<Linear> {
         let (name, t) = self.get(name)?;
         let row = summary_row(&t);
-        let m = match t.data {
-            Cow::Borrowed(data) => matrix_from_view(
+        let shared = match &t.data {
+            Cow::Borrowed(data) => self.file.shared(data),
+            Cow::Owned(_) => None,
+        };
+        let m = match (t.data, shared) {
+            (Cow::Borrowed(data), Some(shared)) => matrix_from_view(
                 &TensorView {
                     name,
                     dtype: t.dtype,
                     shape: t.shape,
                     data,
                 },
+                shared,
                 rows,
                 cols,
                 self.keep_quantized,
             )?,
-            Cow::Owned(bytes) => {
+            (Cow::Borrowed(data), None) => {
+                return Err(ModelError::Config(format!(
+                    "{name}: {} bytes outside the checkpoint's files",
+                    data.len()
+                )))
+            }
+            (Cow::Owned(bytes), _) => {
                 check_shape(
                     &TensorView {
                         name: &t.name,
@@ -158,7 +176,7 @@ impl Loader {
             }
         };
         self.note(row);
-        Ok(m)
+        Ok(Linear::new(m, rows, cols))
     }
 
     fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>> {
@@ -193,25 +211,16 @@ pub(crate) fn inv_freqs(cfg: &Config, gguf_factors: Option<&[f32]>) -> Vec<f32> 
 
 impl Model {
     /// Loads a `.gguf` file, a Hugging Face directory (`config.json` + safetensors) or a Meta
-    /// directory (`params.json` + `consolidated.*.pth`). Block-quantized GGUF weights are
-    /// dequantized to f32 (the exact reference path).
+    /// directory (`params.json` + `consolidated.*.pth`) onto the CPU. Block-quantized GGUF weights
+    /// are used as stored or dequantized as `opts.weights` says. The weights keep the ranges of
+    /// the files they use in place alive; nothing else of the files is kept.
     pub fn load(path: impl AsRef<Path>, opts: LoadOptions) -> Result<Model> {
-        Model::load_with_quant(path, opts, false)
-    }
-
-    /// Like [`Model::load`]; with `keep_quantized`, block-quantized 2-D GGUF weights stay
-    /// zero-copy slices of the mapped file and are multiplied as ggml does (activations quantized
-    /// to 8 bits, integer block dot products): less memory and faster, not bit-exact.
-    pub fn load_with_quant(
-        path: impl AsRef<Path>,
-        opts: LoadOptions,
-        keep_quantized: bool,
-    ) -> Result<Model> {
         let path = path.as_ref();
-        let mut owners: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
+        let keep_quantized = opts.weights.keeps_quantized();
         let format = detect(path)?;
         let loading = file_loading_for(format, keep_quantized, opts.file_loading);
-        let file = keep_alive(WeightFile::open_with(path, loading)?, &mut owners);
+        let file = WeightFile::open_with(path, loading)?;
+        let file = &file;
         let (cfg, scheme, layout) = match format {
             WeightFormat::Gguf => {
                 let g = file
@@ -260,12 +269,12 @@ impl Model {
         };
 
         let emb_name = scheme.global(GlobalTensor::Embedding);
-        let tok_embeddings = ld.matrix(emb_name, cfg.vocab_size, cfg.dim)?;
+        let tok_embeddings = ld.linear(emb_name, cfg.vocab_size, cfg.dim)?;
         let mut layers = Vec::with_capacity(cfg.n_layers);
         for l in 0..cfg.n_layers {
-            let mut mat = |t: LayerTensor| -> Result<Matrix> {
+            let mut mat = |t: LayerTensor| -> Result<Linear> {
                 let s = layer_shape(&cfg, t);
-                ld.matrix(&scheme.layer(l, t), s[0], s[1])
+                ld.linear(&scheme.layer(l, t), s[0], s[1])
             };
             let (wq, wk, wv, wo) = (
                 mat(LayerTensor::Wq)?,
@@ -296,7 +305,7 @@ impl Model {
             ld.tick();
             None
         } else {
-            Some(ld.matrix(out_name, cfg.vocab_size, cfg.dim)?)
+            Some(ld.linear(out_name, cfg.vocab_size, cfg.dim)?)
         };
         let factors = if scheme == NameScheme::Gguf && ld.has("rope_freqs.weight") {
             Some(ld.vector("rope_freqs.weight", cfg.head_dim / 2)?)
@@ -312,9 +321,7 @@ impl Model {
         };
         let summary = std::mem::take(&mut ld.summary);
         drop(ld);
-        let mut model = Model::from_parts(cfg, weights, layout, rope, summary)?;
-        model._files = owners;
-        Ok(model)
+        Model::from_parts(cfg, weights, layout, rope, summary)
     }
 }
 

@@ -6,25 +6,25 @@
 //! `keep_quantized`, stay zero-copy slices multiplied by `kernels::matmul::matmul_quantized`;
 //! Meta model-parallel shards are joined into owned buffers of their stored dtype.
 
-use llama31_formats::{DType, TensorView};
+use llama31_formats::{DType, SharedBytes, TensorView};
 use llama31_kernels::convert::{decode_into, WeightDType, WeightRef};
-use llama31_kernels::matmul::{matmul, matmul_quantized, matvec_quantized_many};
 use llama31_kernels::qdot::vec_dot_type;
 use llama31_kernels::quant::{dequantize, QuantType};
 
 use crate::error::{ModelError, Result};
 
-/// Bytes of a weight: borrowed from a mapped file that the [`crate::Model`] keeps alive, or owned.
+/// Bytes of a weight: a range of a checkpoint file (mapped or read into memory) that the weight
+/// keeps alive on its own, or owned (converted or joined at load).
+#[derive(Debug)]
 pub(crate) enum Data {
-    /// A slice of a file owned by the model (see `Model::_files` for the lifetime argument).
-    Mapped(&'static [u8]),
+    Shared(SharedBytes),
     Owned(Vec<u8>),
 }
 
 impl Data {
     fn bytes(&self) -> &[u8] {
         match self {
-            Data::Mapped(b) => b,
+            Data::Shared(b) => b,
             Data::Owned(v) => v,
         }
     }
@@ -39,12 +39,13 @@ pub enum MatrixDType {
     Quant(QuantType),
 }
 
-/// A 2-D weight `[rows, cols]`, row-major, readable by `kernels::matmul`.
+/// A 2-D weight `[rows, cols]`, row-major, in host memory as stored (or converted at load). The
+/// CPU backend multiplies it in place (`backend::cpu`); other backends take it at load.
 pub struct Matrix {
-    dtype: MatrixDType,
-    rows: usize,
-    cols: usize,
-    data: Data,
+    pub(crate) dtype: MatrixDType,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) data: Data,
 }
 
 impl std::fmt::Debug for Matrix {
@@ -72,87 +73,9 @@ impl Matrix {
         }
     }
 
-    /// `out[t, o] = Σ_i x[t, i] · self[o, i]` for `t < n` (`x`: `n × cols`, `out`: `n × rows`).
-    /// `act` is scratch for the quantized activations of a quantized matrix (reused across calls).
-    pub fn matmul(&self, out: &mut [f32], x: &[f32], n: usize, act: &mut Vec<u8>) -> Result<()> {
-        match self.dtype {
-            MatrixDType::Plain(dtype) => {
-                let w = WeightRef {
-                    dtype,
-                    bytes: self.data.bytes(),
-                    rows: self.rows,
-                    cols: self.cols,
-                };
-                matmul(out, x, n, &w)?;
-            }
-            MatrixDType::Quant(qt) => {
-                matmul_quantized(out, x, n, qt, self.data.bytes(), self.rows, self.cols, act)?
-            }
-        }
-        Ok(())
-    }
-
-    /// `outs[i] = mats[i] · x` for one activation row (`n = 1`): matrices kept quantized with the
-    /// same type and width share one quantization of `x` and one parallel loop; anything else
-    /// runs matrix by matrix. Results equal [`Matrix::matmul`]'s bit for bit.
-    pub fn matvec_many(
-        mats: &[&Matrix],
-        outs: &mut [&mut [f32]],
-        x: &[f32],
-        act: &mut Vec<u8>,
-    ) -> Result<()> {
-        let fused = match mats.first().map(|m| (m.dtype, m.cols)) {
-            Some((MatrixDType::Quant(qt), cols)) if mats.len() <= 4 => mats
-                .iter()
-                .all(|m| m.dtype == MatrixDType::Quant(qt) && m.cols == cols)
-                .then_some((qt, cols)),
-            _ => None,
-        };
-        if let Some((qt, cols)) = fused {
-            let mut ws: [&[u8]; 4] = [&[]; 4];
-            for (w, m) in ws.iter_mut().zip(mats) {
-                *w = m.data.bytes();
-            }
-            matvec_quantized_many(outs, &ws[..mats.len()], x, qt, cols, act)?;
-            return Ok(());
-        }
-        for (m, o) in mats.iter().zip(outs.iter_mut()) {
-            m.matmul(o, x, 1, act)?;
-        }
-        Ok(())
-    }
-
-    /// Decodes row `row` into `out` (`cols` values): the embedding lookup.
-    pub fn decode_row(&self, row: usize, out: &mut [f32]) -> Result<()> {
-        match self.dtype {
-            MatrixDType::Plain(dtype) => {
-                let w = WeightRef {
-                    dtype,
-                    bytes: self.data.bytes(),
-                    rows: self.rows,
-                    cols: self.cols,
-                };
-                w.decode_rows(row, out)?;
-            }
-            MatrixDType::Quant(qt) => {
-                let bad = || {
-                    ModelError::Config(format!(
-                        "row {row} of a {}×{} matrix into {} values",
-                        self.rows,
-                        self.cols,
-                        out.len()
-                    ))
-                };
-                if row >= self.rows || out.len() != self.cols {
-                    return Err(bad());
-                }
-                let rb = qt.bytes_for(self.cols)?;
-                let start = row.checked_mul(rb).ok_or_else(bad)?;
-                let bytes = self.data.bytes().get(start..start + rb).ok_or_else(bad)?;
-                dequantize(qt, bytes, out)?;
-            }
-        }
-        Ok(())
+    /// The stored bytes (rows one after the other).
+    pub fn bytes(&self) -> &[u8] {
+        self.data.bytes()
     }
 
     pub fn rows(&self) -> usize {
@@ -172,7 +95,7 @@ impl Matrix {
         matches!(self.dtype, MatrixDType::Quant(_))
     }
 
-    /// Whether the bytes are owned (dequantized or joined) rather than mapped.
+    /// Whether the bytes are owned (dequantized or joined) rather than a range of the file.
     pub fn is_owned(&self) -> bool {
         matches!(self.data, Data::Owned(_))
     }
@@ -238,26 +161,27 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     out
 }
 
-/// Builds a matrix from a view whose bytes live as long as the model (`'static` by the model's
-/// ownership argument). Checks the shape `[rows, cols]`. A block-quantized tensor stays a mapped
-/// slice when `keep_quantized` (and its rows fit the activation blocks), else it is dequantized.
+/// Builds a matrix from a view of a checkpoint tensor whose bytes are `shared` (a range of the
+/// file that keeps it alive). Checks the shape `[rows, cols]`. A block-quantized tensor is used
+/// in place when `keep_quantized` (and its rows fit the activation blocks), else it is
+/// dequantized to owned f32.
 pub(crate) fn matrix_from_view(
-    view: &TensorView<'static>,
+    view: &TensorView<'_>,
+    shared: SharedBytes,
     rows: usize,
     cols: usize,
     keep_quantized: bool,
 ) -> Result<Matrix> {
     check_shape(view, &[rows, cols])?;
     if let Some(dtype) = plain_dtype(view.dtype) {
-        let m = Matrix {
+        // Validates the byte length.
+        WeightRef::new(dtype, view.data, rows, cols)?;
+        return Ok(Matrix {
             dtype: MatrixDType::Plain(dtype),
             rows,
             cols,
-            data: Data::Mapped(view.data),
-        };
-        // Validates the byte length.
-        WeightRef::new(dtype, view.data, rows, cols)?;
-        return Ok(m);
+            data: Data::Shared(shared),
+        });
     }
     if let Some(qt) = quant_type(view.dtype) {
         if keep_quantized && vec_dot_type(qt).bytes_for(cols).is_ok() {
@@ -277,7 +201,7 @@ pub(crate) fn matrix_from_view(
                 dtype: MatrixDType::Quant(qt),
                 rows,
                 cols,
-                data: Data::Mapped(view.data),
+                data: Data::Shared(shared),
             });
         }
         let n = rows

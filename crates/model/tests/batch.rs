@@ -5,7 +5,7 @@
 
 mod common;
 
-use llama31_model::{BatchSeq, KvCache, LoadOptions, LogitsMode, Model, Scratch};
+use llama31_model::{BatchSeq, KvCache, LoadOptions, LogitsMode, Model, Scratch, WeightMode};
 
 fn argmax(v: &[f32]) -> u32 {
     let mut best = 0;
@@ -171,14 +171,14 @@ fn smollm2_quantized_batched_equals_alone() {
         "{} not found: run scripts/fetch-fixtures.sh",
         path.display()
     );
-    let model = Model::load_with_quant(
+    let model = Model::load(
         &path,
         LoadOptions {
             max_seq_len: Some(128),
             progress: None,
+            weights: WeightMode::AsStored,
             ..Default::default()
         },
-        true,
     )
     .unwrap();
     let prompts = vec![

@@ -1,4 +1,4 @@
-//! The opt-in quantized forward path (`Model::load_with_quant(.., true)`) on the real
+//! The opt-in quantized forward path (`WeightMode::AsStored`) on the real
 //! SmolLM2-135M-Instruct Q4_1 GGUF: weights stay quantized and are multiplied by 8-bit
 //! quantized activations (as llama.cpp does), so logits differ from the exact dequantized path
 //! only by the activation rounding. Compares every position's logits on `goldens/forward/
@@ -8,7 +8,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use llama31_model::{LoadOptions, LogitsMode, Model};
+use llama31_model::{LoadOptions, LogitsMode, Model, WeightMode};
 use llama31_tokenizer::Tokenizer;
 
 fn model_path() -> PathBuf {
@@ -49,19 +49,21 @@ fn quantized_path_tracks_dequantized_logits() {
     let mut ids: Vec<u32> = tok.encode(&text, false);
     ids.truncate(128);
     assert!(ids.len() >= 32, "only {} tokens", ids.len());
-    let opts = || LoadOptions {
+    let opts = |weights| LoadOptions {
         max_seq_len: Some(ids.len()),
         progress: None,
+        weights,
         ..Default::default()
     };
-    let deq = Model::load_with_quant(&path, opts(), false).unwrap();
-    let quant = Model::load_with_quant(&path, opts(), true).unwrap();
+    let deq = Model::load(&path, opts(WeightMode::Dequantized)).unwrap();
+    let quant = Model::load(&path, opts(WeightMode::AsStored)).unwrap();
     let w = quant.weights();
     assert!(
-        w.tok_embeddings.is_quantized() && w.layers.iter().all(|l| l.wq.is_quantized()),
+        w.tok_embeddings.weight().is_quantized()
+            && w.layers.iter().all(|l| l.wq.weight().is_quantized()),
         "keep_quantized left the Q4_1 weights dequantized"
     );
-    assert!(!deq.weights().layers[0].wq.is_quantized());
+    assert!(!deq.weights().layers[0].wq.weight().is_quantized());
     let vocab = deq.config().vocab_size;
 
     // Prefill (batched) on all positions, and a few single-token decode steps (the n == 1 path).
@@ -115,13 +117,14 @@ fn quantized_path_tracks_dequantized_logits() {
 fn quantized_matches_default_for_unquantized_checkpoints() {
     // keep_quantized only affects block-quantized tensors: an f32/bf16 checkpoint loads the same.
     let dir = common::tiny("hf-untied").unwrap();
-    let opts = || LoadOptions {
+    let opts = |weights| LoadOptions {
         max_seq_len: Some(16),
         progress: None,
+        weights,
         ..Default::default()
     };
-    let a = Model::load_with_quant(&dir, opts(), false).unwrap();
-    let b = Model::load_with_quant(&dir, opts(), true).unwrap();
+    let a = Model::load(&dir, opts(WeightMode::Dequantized)).unwrap();
+    let b = Model::load(&dir, opts(WeightMode::AsStored)).unwrap();
     let toks = [128000u32, 791, 4062, 14198];
     let mut ca = a.new_cache(16).unwrap();
     let mut cb = b.new_cache(16).unwrap();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use llama31_model::{FileLoading, LoadOptions, LogitsMode, Model};
+use llama31_model::{FileLoading, LoadOptions, LogitsMode, Model, WeightMode};
 
 /// Resident set size of this process in bytes (Linux `/proc/self/status`).
 fn rss() -> usize {
@@ -32,14 +32,14 @@ fn keep_quantized_weights_stay_mapped() {
     for file_loading in [FileLoading::Map, FileLoading::Read] {
         let before = rss();
         let max_seq = 64;
-        let model = Model::load_with_quant(
+        let model = Model::load(
             &path,
             LoadOptions {
                 max_seq_len: Some(max_seq),
                 file_loading,
+                weights: WeightMode::AsStored,
                 ..Default::default()
             },
-            true,
         )
         .unwrap();
         let mut cache = model.new_cache(max_seq).unwrap();

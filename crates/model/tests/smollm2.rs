@@ -24,6 +24,7 @@ fn smollm2_q4_1_top1_matches_llama_cpp() {
         LoadOptions {
             max_seq_len: Some(512),
             progress: None,
+            weights: llama31_model::WeightMode::Dequantized,
             ..Default::default()
         },
     )

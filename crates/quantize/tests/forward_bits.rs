@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use llama31_model::{BatchSeq, LoadOptions, LogitsMode, Model, Scratch};
+use llama31_model::{BatchSeq, LoadOptions, LogitsMode, Model, Scratch, WeightMode};
 use llama31_quantize::{quantize, FileType, QuantizeOptions};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -132,8 +132,16 @@ fn run_script(model: &Model) -> (String, usize, Vec<usize>) {
 }
 
 fn load(path: &Path, quantized: bool) -> Model {
-    Model::load_with_quant(path, LoadOptions::default(), quantized)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    let weights = if quantized {
+        WeightMode::AsStored
+    } else {
+        WeightMode::Dequantized
+    };
+    let opts = LoadOptions {
+        weights,
+        ..Default::default()
+    };
+    Model::load(path, opts).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[test]

@@ -46,7 +46,7 @@ pub struct GgufTensorInfo {
 #[derive(Debug)]
 pub struct GgufFile {
     path: PathBuf,
-    bytes: Bytes,
+    bytes: std::sync::Arc<Bytes>,
     version: u32,
     metadata: Vec<(String, GgufValue)>,
     key_index: HashMap<String, usize>,
@@ -314,7 +314,7 @@ impl GgufFile {
         );
         Ok(GgufFile {
             path,
-            bytes,
+            bytes: std::sync::Arc::new(bytes),
             version: parsed.version,
             metadata: parsed.metadata,
             key_index: parsed.key_index,
@@ -323,6 +323,11 @@ impl GgufFile {
             alignment: parsed.alignment,
             data_offset: parsed.data_offset,
         })
+    }
+
+    /// The file's bytes, shared: weights keep them alive through [`SharedBytes`].
+    pub fn shared_bytes(&self) -> &std::sync::Arc<Bytes> {
+        &self.bytes
     }
 
     /// The path (or name) the file was opened from.

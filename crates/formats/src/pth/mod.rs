@@ -42,7 +42,7 @@ impl PthTensor {
 #[derive(Debug)]
 pub struct PthFile {
     path: PathBuf,
-    bytes: Bytes,
+    bytes: std::sync::Arc<Bytes>,
     tensors: Vec<PthTensor>,
     index: HashMap<String, usize>,
 }
@@ -191,10 +191,15 @@ impl PthFile {
         tracing::debug!(path = %path.display(), tensors = tensors.len(), "opened torch checkpoint");
         Ok(PthFile {
             path,
-            bytes,
+            bytes: std::sync::Arc::new(bytes),
             tensors,
             index,
         })
+    }
+
+    /// The file's bytes, shared: weights keep them alive through [`SharedBytes`].
+    pub fn shared_bytes(&self) -> &std::sync::Arc<Bytes> {
+        &self.bytes
     }
 
     /// The path the file was opened from.

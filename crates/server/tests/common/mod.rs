@@ -46,6 +46,7 @@ pub fn start(config: ServerConfig, engine: EngineConfig) -> SocketAddr {
         LoadOptions {
             max_seq_len: Some(engine.ctx),
             progress: None,
+            weights: llama31_model::WeightMode::Dequantized,
             ..Default::default()
         },
     )
