@@ -56,11 +56,7 @@ pub fn attention(
     let n_rep = n_heads / n_kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
     #[cfg(target_arch = "x86_64")]
-    if hd % 8 == 0
-        && hd <= crate::attention_tiled::MAX_HEAD_DIM
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
+    if hd % 8 == 0 && hd <= crate::attention_tiled::MAX_HEAD_DIM && crate::cpu::cpu().avx2_fma() {
         tiled(out, q, k, v, n_tokens, start_pos, shape, scale);
         return Ok(());
     }

@@ -14,7 +14,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::qdot_avx2::hsum;
+use crate::quants::simd::hsum;
 
 /// Tokens per tile.
 pub(crate) const TOKENS: usize = 16;
@@ -373,7 +373,7 @@ mod tests {
 
     #[test]
     fn exp256_is_within_3e7_of_libm() {
-        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+        if !crate::cpu::cpu().avx2_fma() {
             return;
         }
         let mut worst = 0.0f64;

@@ -60,7 +60,7 @@ pub fn dot_f32_fn() -> DotF32Fn {
 
 /// # Safety
 /// SAFETY: the caller must have checked at run time that the CPU supports AVX2, FMA and F16C
-/// (`is_x86_feature_detected!`); slice bounds are checked inside.
+/// ([`crate::cpu::cpu`]); slice bounds are checked inside.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_bytes_avx2(dtype: WeightDType, w: &[u8], x: &[f32]) -> f32 {
@@ -127,10 +127,7 @@ pub fn dot_bytes_fn() -> DotBytesFn {
     *F.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-                && std::arch::is_x86_feature_detected!("f16c")
-            {
+            if crate::cpu::cpu().avx2_fma_f16c() {
                 return dot_bytes_avx2_entry as DotBytesFn;
             }
         }

@@ -9,18 +9,18 @@ pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod attention_tiled;
 pub mod convert;
+pub mod cpu;
 pub mod dot_bytes;
 pub mod matmul;
 pub mod ops;
 pub mod qdot;
-#[cfg(target_arch = "x86_64")]
-mod qdot_avx2;
 #[cfg(target_arch = "x86_64")]
 mod qgemm;
 #[cfg(target_arch = "x86_64")]
 mod qgemm_x8;
 pub mod quant;
 pub mod quantize;
+pub mod quants;
 pub mod rope;
 
 pub use attention::{attention, AttentionShape};

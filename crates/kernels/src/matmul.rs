@@ -40,7 +40,7 @@ pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
 
 /// # Safety
 /// SAFETY: the caller must have checked at run time that the CPU supports AVX2 and FMA
-/// (`is_x86_feature_detected!`); slice bounds are checked inside.
+/// ([`crate::cpu::cpu`]); slice bounds are checked inside.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_avx2_fma(a: &[f32], b: &[f32]) -> f32 {
@@ -109,9 +109,7 @@ pub fn dot_fn() -> DotFn {
     *F.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            if crate::cpu::cpu().avx2_fma() {
                 tracing::debug!("kernels: using AVX2+FMA dot product");
                 return dot_avx2_entry as fn(&[f32], &[f32]) -> f32;
             }
@@ -145,7 +143,7 @@ pub fn dot4_scalar(x: &[f32], w: &[f32], out: &mut [f32; 4]) {
 
 /// # Safety
 /// SAFETY: the caller must have checked at run time that the CPU supports AVX2 and FMA
-/// (`is_x86_feature_detected!`); slice bounds are checked inside.
+/// ([`crate::cpu::cpu`]); slice bounds are checked inside.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot4_avx2(x: &[f32], w: &[f32], out: &mut [f32; 4]) {
@@ -197,10 +195,7 @@ pub fn dot4_fn() -> Dot4Fn {
     *F.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-                && std::arch::is_x86_feature_detected!("f16c")
-            {
+            if crate::cpu::cpu().avx2_fma_f16c() {
                 return dot4_avx2_entry as Dot4Fn;
             }
         }
@@ -348,7 +343,7 @@ pub fn matmul_quantized(
     cols: usize,
     act: &mut Vec<u8>,
 ) -> Result<()> {
-    use crate::qdot::{quantize_activations_into, vec_dot_prechecked, vec_dot_type};
+    use crate::qdot::{quantize_activations_into, vec_dot_fn, vec_dot_type};
     check_len("matmul input", mul("matmul input", n, cols)?, x.len())?;
     check_len("matmul output", mul("matmul output", n, rows)?, out.len())?;
     let wrb = ty.bytes_for(cols)?;
@@ -385,7 +380,8 @@ pub fn matmul_quantized(
     }
     // Sizes are checked above: every weight row is `wrb` bytes of whole blocks, every activation
     // row `arb` bytes for the same `cols`.
-    let dotq = |wr: &[u8], a: &[u8]| vec_dot_prechecked(ty, wr, a);
+    let dotf = vec_dot_fn(ty);
+    let dotq = |wr: &[u8], a: &[u8]| dotf(wr, a);
     let threads = rayon::current_num_threads().max(1);
     if n == 1 {
         let min_len = (rows / (threads * 8)).max(16);
