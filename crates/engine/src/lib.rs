@@ -1,5 +1,5 @@
 //! llama31 engine: the sampler chain, one generation step ([`Sequence`]) used by the
-//! single-request generator and the continuous-batching [`Engine`], and
+//! single-request generator and the continuous-batching [`Engine`], prefix-sharing scoring, and
 //! perplexity.
 //!
 //! The engine drives any [`LanguageModel`] (a batched forward over per-sequence caches;
@@ -15,6 +15,7 @@ pub mod kl_divergence;
 pub mod language_model;
 mod model_impl;
 pub mod perplexity;
+pub mod prefix;
 pub mod request;
 pub mod rng;
 pub mod sampler;
@@ -35,6 +36,7 @@ pub use language_model::{Detokenizer, LanguageModel, LogitsMode, SeqInput};
 pub use perplexity::{
     perplexity, perplexity_tokens, ChunkProgress, PerplexityOptions, PerplexityReport,
 };
+pub use prefix::PrefixScorer;
 pub use request::{check_request, default_stop_tokens, FinishReason, Request, TokenLogprob, Usage};
 pub use sampler::{greedy, Sampler, SamplingParams};
 pub use sequence::{Sequence, Step, TokenOut};
