@@ -489,9 +489,14 @@ impl<M: LanguageModel, D: Detokenizer> Worker<M, D> {
         self.shared.metrics.steps.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = result {
             tracing::warn!(error = %e, "forward step failed");
+            // A model's error reads "model error: …".
+            let message = match &e {
+                EngineError::Model(_) => e.to_string(),
+                other => format!("model error: {other}"),
+            };
             for p in plan {
                 if let Some(mut a) = self.slots[p.slot].active.take() {
-                    (a.sink)(Event::Error(format!("model error: {e}")));
+                    (a.sink)(Event::Error(message.clone()));
                 }
                 self.slots[p.slot].cached.clear();
             }

@@ -254,3 +254,22 @@ fn a_cancelled_sequence_samples_nothing() {
         })
     ));
 }
+
+#[test]
+fn a_model_error_fails_the_request_and_the_engine_goes_on() {
+    let (engine, _) = script_engine(1);
+    // Without the end token the script runs out after 7 tokens: the model fails.
+    let mut req = script_request(&[]);
+    req.stop_tokens.clear();
+    let (_t, rx) = submit(&engine, req);
+    let error = loop {
+        match rx.recv_timeout(Duration::from_secs(30)).expect("event") {
+            Event::Error(e) => break e,
+            Event::Done { .. } => panic!("the request should fail"),
+            Event::Token { .. } => {}
+        }
+    };
+    assert_eq!(error, "model error: script exhausted");
+    let o = collect(&submit(&engine, script_request(&[])).1);
+    assert_eq!(o.finish, Some(FinishReason::StopToken { id: 0 }));
+}
