@@ -10,8 +10,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use llama31_chat::{Message, PromptOptions};
 use llama31_engine::{
-    default_stop_tokens, generate_in_session, FinishReason, GenerateRequest, Generation,
-    SamplingParams, Session,
+    default_stop_tokens, generate_in_session, FinishReason, Generation, Request, SamplingParams,
+    Session,
 };
 use llama31_model::Model;
 use llama31_tokenizer::Tokenizer;
@@ -153,11 +153,13 @@ fn stream(
     cancel: Option<&AtomicBool>,
     quiet: bool,
 ) -> Result<Generation> {
-    let mut req = GenerateRequest::new(prompt);
-    req.max_tokens = max_tokens;
-    req.sampling = sampling.params();
-    req.stop_tokens = loaded.stop_tokens.clone();
-    req.stop_strings = sampling.stop.clone();
+    let req = Request {
+        max_tokens,
+        sampling: sampling.params(),
+        stop_tokens: loaded.stop_tokens.clone(),
+        stop_strings: sampling.stop.clone(),
+        ..Request::new(prompt)
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let generation = generate_in_session(

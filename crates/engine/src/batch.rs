@@ -1,6 +1,6 @@
 //! Continuous batching: a fixed set of slots (one KV cache each) served by one engine thread.
 //!
-//! Every step runs one forward pass over all active sequences ([`Model::forward_batch`]): one
+//! Every step runs one forward pass over all active sequences ([`LanguageModel::forward_batch`]): one
 //! token for each sequence that is decoding, plus chunks of the prompts still being prefilled,
 //! within a per-step token budget, so a long prompt never stalls the others for long. A request
 //! joins a free slot as soon as one is there (the slot whose cached tokens share the longest
@@ -9,21 +9,18 @@
 //!
 //! Each output row of a step is computed exactly as it would be alone (the model's kernels do not
 //! depend on the batch size, and every request has its own sampler and seed), so a request gives
-//! the same tokens whether it runs alone or beside others.
+//! the same tokens whether it runs alone or beside others. Each row goes through the same step as
+//! in the single-request generator, [`Sequence::accept_logits`].
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use llama31_model::{BatchSeq, KvCache, LogitsMode, Model, Scratch};
-use llama31_tokenizer::Tokenizer;
-
-use crate::constraint::{Constraint, ConstraintMatcher};
 use crate::error::EngineError;
-use crate::generate::{check_request, FinishReason, Usage};
-use crate::sampler::{Sampler, SamplingParams};
-use crate::stop::TextOut;
+use crate::language_model::{Detokenizer, LanguageModel, LogitsMode, SeqInput};
+use crate::request::{FinishReason, Request, TokenLogprob, Usage};
+use crate::sequence::{common_prefix, Sequence};
 
 /// Sizes of the engine.
 #[derive(Debug, Clone)]
@@ -47,50 +44,6 @@ impl Default for EngineConfig {
             step_tokens: 256,
         }
     }
-}
-
-/// One completion request, tokenized.
-#[derive(Debug, Clone)]
-pub struct Request {
-    /// The prompt (BOS and chat formatting included); not empty.
-    pub prompt: Vec<u32>,
-    /// Most tokens to generate (the end token counts); `None`: until the slot is full.
-    pub max_tokens: Option<usize>,
-    /// How to pick tokens.
-    pub sampling: SamplingParams,
-    /// Tokens that end generation (not part of the output).
-    pub stop_tokens: Vec<u32>,
-    /// Strings that end generation (not part of the output).
-    pub stop_strings: Vec<String>,
-    /// Report the chosen token's log-probability and this many alternatives per token.
-    pub logprobs: Option<usize>,
-    /// Only tokens that keep the output a valid prefix of this language are sampled.
-    pub constraint: Option<Arc<dyn Constraint>>,
-}
-
-impl Request {
-    /// A request with default sampling and no stop rules.
-    pub fn new(prompt: Vec<u32>) -> Self {
-        Self {
-            prompt,
-            max_tokens: None,
-            sampling: SamplingParams::default(),
-            stop_tokens: Vec::new(),
-            stop_strings: Vec::new(),
-            logprobs: None,
-            constraint: None,
-        }
-    }
-}
-
-/// Log-probabilities of one sampled token (of the model's distribution, before sampling
-/// adjustments), with the most likely alternatives.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenLogprob {
-    pub id: u32,
-    pub logprob: f32,
-    /// `(id, logprob)`, most likely first.
-    pub top: Vec<(u32, f32)>,
 }
 
 /// What the engine reports about a request, in order: `Token`s, then one `Done` or `Error`.
@@ -167,7 +120,6 @@ pub struct EngineMetrics {
 
 struct Job {
     req: Request,
-    max_tokens: usize,
     sink: Sink,
     cancel: Arc<AtomicBool>,
 }
@@ -191,7 +143,8 @@ impl Shared {
     }
 }
 
-/// The serving engine: owns the model, the slots and the engine thread.
+/// The serving engine: the handle to the engine thread, which owns the model, the slots and the
+/// detokenizer. The model is any [`LanguageModel`] (chosen by [`Engine::start`]).
 pub struct Engine {
     shared: Arc<Shared>,
     config: EngineConfig,
@@ -208,14 +161,19 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Allocates `config.slots` KV caches of `config.ctx` positions (clamped to the model's
-    /// context) and starts the engine thread.
-    pub fn start(
-        model: Arc<Model>,
-        tokenizer: Arc<Tokenizer>,
+    /// Allocates `config.slots` caches of `config.ctx` positions (clamped to the model's
+    /// context) and starts the engine thread, which runs `model` and turns tokens into text with
+    /// `detokenizer`.
+    pub fn start<M, D>(
+        model: Arc<M>,
+        detokenizer: Arc<D>,
         mut config: EngineConfig,
-    ) -> Result<Engine, EngineError> {
-        let model_ctx = model.config().max_seq_len.min(model.max_seq_len());
+    ) -> Result<Engine, EngineError>
+    where
+        M: LanguageModel + Send + Sync + 'static,
+        D: Detokenizer + Send + Sync + 'static,
+    {
+        let model_ctx = model.context_len();
         config.ctx = config.ctx.clamp(1, model_ctx.max(1));
         config.slots = config.slots.max(1);
         config.step_tokens = config.step_tokens.max(config.slots);
@@ -232,18 +190,16 @@ impl Engine {
             wake: Condvar::new(),
             metrics: EngineMetrics::default(),
         });
-        let vocab = model.config().vocab_size;
+        let vocab = model.vocab_size();
         let worker = Worker {
             model,
-            tokenizer,
+            detokenizer,
             shared: Arc::clone(&shared),
             config: config.clone(),
             slots,
-            scratch: Scratch::default(),
+            scratch: M::Scratch::default(),
             logits: Vec::new(),
             rr: 0,
-            bytes: Vec::new(),
-            emit: String::new(),
         };
         let thread = std::thread::Builder::new()
             .name("llama31-engine".into())
@@ -276,9 +232,7 @@ impl Engine {
     /// Checks `req` (context, ids, sampling values, stop strings) and queues it; its events go to
     /// `sink` from the engine thread. Dropping the returned ticket cancels the request.
     pub fn submit(&self, req: Request, sink: Sink) -> Result<Ticket, SubmitError> {
-        let max_tokens = check_request(&req.prompt, req.max_tokens, self.vocab, self.config.ctx)?;
-        Sampler::new(&req.sampling, self.vocab).map_err(EngineError::from)?;
-        TextOut::new(&req.stop_strings)?;
+        Sequence::validate(&req, self.vocab, self.config.ctx)?;
         let cancel = Arc::new(AtomicBool::new(false));
         {
             let mut q = self.shared.lock();
@@ -292,7 +246,6 @@ impl Engine {
             }
             q.jobs.push_back(Job {
                 req,
-                max_tokens,
                 sink,
                 cancel: Arc::clone(&cancel),
             });
@@ -319,36 +272,27 @@ impl Drop for Engine {
 
 /// A request in a slot.
 struct Active {
-    job: Job,
-    sampler: Sampler,
-    text: TextOut,
-    constraint: Option<Box<dyn ConstraintMatcher>>,
-    /// Next prompt index to prefill (== prompt.len() once decoding).
-    prompt_pos: usize,
-    /// The sampled token to run next.
-    pending: Option<u32>,
-    usage: Usage,
+    seq: Sequence,
+    sink: Sink,
 }
 
-struct Slot {
-    cache: KvCache,
+struct Slot<C> {
+    cache: C,
     /// Tokens whose keys and values the cache holds, in position order.
     cached: Vec<u32>,
     active: Option<Active>,
 }
 
-struct Worker {
-    model: Arc<Model>,
-    tokenizer: Arc<Tokenizer>,
+struct Worker<M: LanguageModel, D> {
+    model: Arc<M>,
+    detokenizer: Arc<D>,
     shared: Arc<Shared>,
     config: EngineConfig,
-    slots: Vec<Slot>,
-    scratch: Scratch,
+    slots: Vec<Slot<M::Cache>>,
+    scratch: M::Scratch,
     logits: Vec<f32>,
     /// Round-robin start for prompt chunks.
     rr: usize,
-    bytes: Vec<u8>,
-    emit: String,
 }
 
 /// What one slot runs in a step.
@@ -360,7 +304,7 @@ struct Planned {
     sample: bool,
 }
 
-impl Worker {
+impl<M: LanguageModel, D: Detokenizer> Worker<M, D> {
     fn run(mut self) {
         loop {
             if !self.admit() {
@@ -421,57 +365,47 @@ impl Worker {
     }
 
     fn assign(&mut self, slot: usize, job: Job) {
-        let vocab = self.model.config().vocab_size;
-        let s = &mut self.slots[slot];
-        let prompt = &job.req.prompt;
-        // At least the last prompt token runs, to get its logits.
-        let common = common_prefix(&s.cached, prompt).min(prompt.len() - 1);
-        s.cached.truncate(common);
-        let (sampler, text) = match (
-            Sampler::new(&job.req.sampling, vocab),
-            TextOut::new(&job.req.stop_strings),
-        ) {
-            (Ok(a), Ok(b)) => (a, b),
-            // `submit` validated both; report rather than panic if that ever changes.
-            (Err(e), _) => return fail(job, &e.to_string()),
-            (_, Err(e)) => return fail(job, &e.to_string()),
+        let vocab = self.model.vocab_size();
+        let Job {
+            req,
+            mut sink,
+            cancel,
+        } = job;
+        let mut seq = match Sequence::new(&req, vocab, self.config.ctx) {
+            Ok(seq) => seq.with_cancel_flag(cancel),
+            // `submit` validated the request; report rather than panic if that ever changes.
+            Err(e) => {
+                sink(Event::Error(e.to_string()));
+                return;
+            }
         };
-        let mut sampler = sampler;
-        sampler.accept_prompt(prompt);
+        let s = &mut self.slots[slot];
+        // At least the last prompt token runs, to get its logits.
+        let common = seq.reuse_prefix(&s.cached);
+        s.cached.truncate(common);
         let m = &self.shared.metrics;
         m.prompt_tokens
-            .fetch_add(prompt.len() as u64, Ordering::Relaxed);
+            .fetch_add(req.prompt.len() as u64, Ordering::Relaxed);
         m.cached_prompt_tokens
             .fetch_add(common as u64, Ordering::Relaxed);
         tracing::debug!(
             slot,
-            prompt = prompt.len(),
+            prompt = req.prompt.len(),
             cached = common,
             "request admitted"
         );
-        let constraint = job.req.constraint.as_ref().map(|c| c.matcher());
-        s.active = Some(Active {
-            usage: Usage {
-                prompt_tokens: prompt.len(),
-                completion_tokens: 0,
-                total_tokens: prompt.len(),
-                cached_tokens: common,
-            },
-            sampler,
-            text,
-            constraint,
-            prompt_pos: common,
-            pending: None,
-            job,
-        });
+        let a = Active { seq, sink };
+        if let Some(finish) = a.seq.finish_reason().cloned() {
+            // Nothing to generate (a budget of zero tokens).
+            self.finish(a, finish, String::new());
+            return;
+        }
+        s.active = Some(a);
     }
 
     fn drop_cancelled(&mut self) {
         for s in &mut self.slots {
-            if s.active
-                .as_ref()
-                .is_some_and(|a| a.job.cancel.load(Ordering::Relaxed))
-            {
+            if s.active.as_ref().is_some_and(|a| a.seq.is_cancelled()) {
                 s.active = None;
                 self.shared
                     .metrics
@@ -489,7 +423,7 @@ impl Worker {
         let mut budget = self.config.step_tokens;
         for (i, s) in self.slots.iter().enumerate() {
             if let Some(a) = &s.active {
-                if a.pending.is_some() {
+                if a.seq.is_decoding() {
                     plan.push(Planned {
                         slot: i,
                         start: s.cached.len(),
@@ -508,15 +442,15 @@ impl Worker {
             let i = (self.rr + k) % n;
             let s = &self.slots[i];
             if let Some(a) = &s.active {
-                let left = a.job.req.prompt.len() - a.prompt_pos;
-                if a.pending.is_none() && left > 0 {
+                let left = a.seq.prompt_left();
+                if !a.seq.is_decoding() && left > 0 {
                     let len = left.min(budget);
                     budget -= len;
                     plan.push(Planned {
                         slot: i,
                         start: s.cached.len(),
                         len,
-                        sample: len == left,
+                        sample: a.seq.wants_logits(len),
                     });
                 }
             }
@@ -526,28 +460,21 @@ impl Worker {
     }
 
     fn step(&mut self, plan: &[Planned]) {
-        // The tokens of each planned run.
-        let runs: Vec<Vec<u32>> = plan
-            .iter()
-            .map(|p| {
-                let a = self.slots[p.slot].active.as_ref();
-                match a.and_then(|a| a.pending) {
-                    Some(t) => vec![t],
-                    None => a.map_or_else(Vec::new, |a| {
-                        a.job.req.prompt[a.prompt_pos..a.prompt_pos + p.len].to_vec()
-                    }),
-                }
-            })
-            .collect();
         let result = {
-            let mut by_slot: Vec<Option<&mut Slot>> = self.slots.iter_mut().map(Some).collect();
+            let mut by_slot: Vec<Option<&mut Slot<M::Cache>>> =
+                self.slots.iter_mut().map(Some).collect();
             let mut batch = Vec::with_capacity(plan.len());
-            for (p, toks) in plan.iter().zip(&runs) {
-                if let Some(s) = by_slot[p.slot].take() {
-                    batch.push(BatchSeq {
-                        tokens: toks,
+            for p in plan {
+                if let Some(Slot {
+                    cache,
+                    active: Some(a),
+                    ..
+                }) = by_slot[p.slot].take()
+                {
+                    batch.push(SeqInput {
+                        tokens: a.seq.input(p.len),
                         start_pos: p.start,
-                        cache: &mut s.cache,
+                        cache,
                         logits: if p.sample {
                             LogitsMode::Last
                         } else {
@@ -562,25 +489,27 @@ impl Worker {
         self.shared.metrics.steps.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = result {
             tracing::warn!(error = %e, "forward step failed");
+            // A model's error reads "model error: …".
+            let message = match &e {
+                EngineError::Model(_) => e.to_string(),
+                other => format!("model error: {other}"),
+            };
             for p in plan {
-                if let Some(a) = self.slots[p.slot].active.take() {
-                    fail(a.job, &format!("model error: {e}"));
+                if let Some(mut a) = self.slots[p.slot].active.take() {
+                    (a.sink)(Event::Error(message.clone()));
                 }
                 self.slots[p.slot].cached.clear();
             }
             return;
         }
-        let vocab = self.model.config().vocab_size;
+        let vocab = self.model.vocab_size();
         let mut row = 0usize;
         let logits = std::mem::take(&mut self.logits);
-        for (p, toks) in plan.iter().zip(&runs) {
+        for p in plan {
             let s = &mut self.slots[p.slot];
-            s.cached.extend_from_slice(toks);
-            if let Some(a) = s.active.as_mut() {
-                if a.pending.take().is_none() {
-                    a.prompt_pos += p.len;
-                }
-            }
+            let Some(a) = s.active.as_mut() else { continue };
+            s.cached.extend_from_slice(a.seq.input(p.len));
+            a.seq.advance(p.len);
             if p.sample {
                 let r = logits.get(row * vocab..(row + 1) * vocab).unwrap_or(&[]);
                 row += 1;
@@ -590,114 +519,48 @@ impl Worker {
         self.logits = logits;
     }
 
-    /// Samples the next token of the request in `slot` and reports it.
+    /// The next token of the request in `slot` (through [`Sequence::accept_logits`]), reported
+    /// to its sink.
     fn after_logits(&mut self, slot: usize, logits: &[f32]) {
         let Some(mut a) = self.slots[slot].active.take() else {
             return;
         };
-        match self.next_token(&mut a, logits) {
-            Ok(None) => self.slots[slot].active = Some(a),
-            Ok(Some(finish)) => self.finish(a, finish),
-            Err(message) => fail(a.job, &message),
-        }
-    }
-
-    /// One token: sample (within the constraint), report, decide whether to go on.
-    /// `Ok(Some(reason))` when the request ends.
-    fn next_token(
-        &mut self,
-        a: &mut Active,
-        logits: &[f32],
-    ) -> Result<Option<FinishReason>, String> {
-        let stop_tokens = &a.job.req.stop_tokens;
-        let mut token = a.sampler.sample(logits).map_err(|e| e.to_string())?;
-        if let Some(m) = a.constraint.as_mut() {
-            let ok = if stop_tokens.contains(&token) {
-                m.is_complete()
-            } else {
-                self.bytes.clear();
-                self.bytes
-                    .extend_from_slice(self.tokenizer.token_bytes(token).unwrap_or_default());
-                !self.bytes.is_empty() && m.accepts(&self.bytes)
-            };
-            if !ok {
-                // Resample among the allowed tokens only: with the first draw rejected, this
-                // gives exactly the distribution restricted to the allowed tokens.
-                let mut allowed = vec![false; logits.len()];
-                m.allowed(&mut allowed);
-                if m.is_complete() {
-                    for &t in stop_tokens {
-                        if let Some(x) = allowed.get_mut(t as usize) {
-                            *x = true;
-                        }
-                    }
-                }
-                let masked: Vec<f32> = logits
-                    .iter()
-                    .zip(&allowed)
-                    .map(|(&l, &ok)| if ok { l } else { f32::NEG_INFINITY })
-                    .collect();
-                token = a.sampler.sample(&masked).map_err(|_| {
-                    "no token can continue the constrained output (is the schema satisfiable?)"
-                        .to_string()
-                })?;
+        let before = a.seq.usage().completion_tokens;
+        let step = match a.seq.accept_logits(logits, &*self.detokenizer) {
+            Ok(step) => step,
+            Err(e) => {
+                (a.sink)(Event::Error(e.to_string()));
+                return;
             }
-        }
-        a.sampler.accept(token);
-        a.usage.completion_tokens += 1;
-        a.usage.total_tokens += 1;
+        };
+        let sampled = a.seq.usage().completion_tokens - before;
         self.shared
             .metrics
             .generated_tokens
-            .fetch_add(1, Ordering::Relaxed);
-        if stop_tokens.contains(&token) {
-            return Ok(Some(FinishReason::StopToken { id: token }));
+            .fetch_add(sampled as u64, Ordering::Relaxed);
+        if let Some(t) = step.token {
+            let event = Event::Token {
+                id: t.id,
+                text: t.text,
+                logprob: t.logprob,
+            };
+            if !(a.sink)(event) {
+                a.seq.cancel();
+                self.shared
+                    .metrics
+                    .cancelled
+                    .fetch_add(1, Ordering::Relaxed);
+                return;
+            }
         }
-        self.bytes.clear();
-        self.bytes
-            .extend_from_slice(self.tokenizer.token_bytes(token).unwrap_or_default());
-        if let Some(m) = a.constraint.as_mut() {
-            m.accept(&self.bytes);
+        match step.finish {
+            None => self.slots[slot].active = Some(a),
+            Some(finish) => self.finish(a, finish, step.tail),
         }
-        self.emit.clear();
-        let hit = a.text.push(&self.bytes, &mut self.emit);
-        let logprob = a.job.req.logprobs.map(|k| logprob_of(logits, token, k));
-        let event = Event::Token {
-            id: token,
-            text: std::mem::take(&mut self.emit),
-            logprob,
-        };
-        if !(a.job.sink)(event) {
-            a.job.cancel.store(true, Ordering::Relaxed);
-            return Ok(Some(FinishReason::Cancelled));
-        }
-        if let Some(index) = hit {
-            return Ok(Some(FinishReason::StopString {
-                index,
-                stop: a
-                    .job
-                    .req
-                    .stop_strings
-                    .get(index)
-                    .cloned()
-                    .unwrap_or_default(),
-            }));
-        }
-        if a.constraint
-            .as_ref()
-            .is_some_and(|m| m.is_complete() && !m.can_continue())
-        {
-            return Ok(Some(FinishReason::Complete));
-        }
-        if a.usage.completion_tokens >= a.job.max_tokens {
-            return Ok(Some(FinishReason::Length));
-        }
-        a.pending = Some(token);
-        Ok(None)
     }
 
-    /// Releases held text and reports `Done` (nothing for a cancelled request).
-    fn finish(&mut self, mut a: Active, finish: FinishReason) {
+    /// Reports the released `tail` text and `Done` (nothing for a cancelled request).
+    fn finish(&mut self, mut a: Active, finish: FinishReason, tail: String) {
         if finish == FinishReason::Cancelled {
             self.shared
                 .metrics
@@ -705,78 +568,27 @@ impl Worker {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let finish = match finish {
-            FinishReason::StopString { .. } => finish,
-            other => {
-                self.emit.clear();
-                let hit = a.text.finish(&mut self.emit);
-                if !self.emit.is_empty() {
-                    let text = std::mem::take(&mut self.emit);
-                    // A last piece of text with no token of its own.
-                    (a.job.sink)(Event::Token {
-                        id: u32::MAX,
-                        text,
-                        logprob: None,
-                    });
-                }
-                match hit {
-                    Some(index) => FinishReason::StopString {
-                        index,
-                        stop: a
-                            .job
-                            .req
-                            .stop_strings
-                            .get(index)
-                            .cloned()
-                            .unwrap_or_default(),
-                    },
-                    None => other,
-                }
-            }
-        };
-        tracing::debug!(?finish, tokens = a.usage.completion_tokens, "request done");
-        (a.job.sink)(Event::Done {
+        if !tail.is_empty() {
+            // A last piece of text with no token of its own.
+            (a.sink)(Event::Token {
+                id: u32::MAX,
+                text: tail,
+                logprob: None,
+            });
+        }
+        tracing::debug!(
+            ?finish,
+            tokens = a.seq.usage().completion_tokens,
+            "request done"
+        );
+        (a.sink)(Event::Done {
             finish,
-            usage: a.usage,
-            seed: a.sampler.seed(),
+            usage: a.seq.usage(),
+            seed: a.seq.seed(),
         });
     }
 }
 
-/// Log-probability of `token` and the `k` most likely tokens under `softmax(logits)`.
-fn logprob_of(logits: &[f32], token: u32, k: usize) -> TokenLogprob {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits
-        .iter()
-        .map(|&l| (f64::from(l) - f64::from(max)).exp())
-        .sum();
-    let lse = f64::from(max) + sum.ln();
-    let lp = |id: u32| {
-        logits
-            .get(id as usize)
-            .map_or(f32::NEG_INFINITY, |&l| (f64::from(l) - lse) as f32)
-    };
-    let mut top: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
-    if k > 0 {
-        for (i, &l) in logits.iter().enumerate() {
-            if top.len() < k || top.last().is_some_and(|&(_, m)| l > m) {
-                let pos = top.partition_point(|&(_, m)| m >= l);
-                top.insert(pos, (i as u32, l));
-                top.truncate(k);
-            }
-        }
-    }
-    TokenLogprob {
-        id: token,
-        logprob: lp(token),
-        top: top.into_iter().map(|(id, _)| (id, lp(id))).collect(),
-    }
-}
-
-fn fail(mut job: Job, message: &str) {
-    (job.sink)(Event::Error(message.to_string()));
-}
-
-fn common_prefix(a: &[u32], b: &[u32]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
-}
+#[cfg(test)]
+#[path = "batch_tests.rs"]
+mod tests;

@@ -34,7 +34,7 @@ pub enum SamplingError {
     NoCandidates,
 }
 
-/// Errors of generation and perplexity.
+/// Errors of generation, scoring and perplexity.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// Bad sampling parameters or an impossible sampling step.
@@ -84,6 +84,9 @@ pub enum EngineError {
         /// Position within the chunk whose logits were non-finite.
         position: usize,
     },
+    /// A constraint admits none of the tokens the sampler may pick (and no end token).
+    #[error("no token can continue the constrained output (is the schema satisfiable?)")]
+    ConstraintDeadEnd,
     /// Invalid perplexity options or input.
     #[error("invalid perplexity input: {0}")]
     Perplexity(String),

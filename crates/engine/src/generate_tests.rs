@@ -2,31 +2,14 @@
 
 use super::*;
 use crate::error::SamplingError;
-use crate::testing::{ScriptModel, ToyVocab};
+use crate::request::{Request, Usage};
+use crate::sampler::SamplingParams;
+use crate::testing::{script_vocab, ScriptModel, ToyVocab};
 
 const EOT: u32 = 0;
 
-/// Toy vocabulary: id 0 is the end token.
 fn vocab() -> ToyVocab {
-    let pieces: Vec<&[u8]> = vec![
-        b"<eot>",     // 0
-        b"Hel",       // 1
-        b"lo",        // 2
-        b" wo",       // 3
-        b"rld",       // 4
-        b"ST",        // 5
-        b"OP",        // 6
-        b"x",         // 7
-        b"\xC3",      // 8: first byte of "é"
-        b"\xA9",      // 9: second byte of "é"
-        b"\xF0\x9F",  // 10: first half of "🙂"
-        b"\x99\x82!", // 11: second half of "🙂" then "!"
-        b"\xFF",      // 12: invalid byte
-        b"S",         // 13
-        b"TOP tail",  // 14
-        b"\xE2\x82",  // 15: incomplete "€"
-    ];
-    ToyVocab(pieces.into_iter().map(<[u8]>::to_vec).collect())
+    script_vocab()
 }
 
 struct Run {
@@ -39,16 +22,18 @@ fn run_with(
     prompt: Vec<u32>,
     script: Vec<u32>,
     context: usize,
-    setup: impl FnOnce(&mut GenerateRequest),
+    setup: impl FnOnce(&mut Request),
 ) -> Result<Run, EngineError> {
     let v = vocab();
     let model = ScriptModel::new(v.0.len(), context, prompt.len(), script);
-    let mut req = GenerateRequest {
+    let mut req = Request {
         prompt,
         max_tokens: Some(16),
         sampling: SamplingParams::greedy(),
         stop_tokens: vec![EOT],
         stop_strings: Vec::new(),
+        logprobs: None,
+        constraint: None,
     };
     setup(&mut req);
     let mut pieces = Vec::new();
@@ -56,11 +41,11 @@ fn run_with(
         pieces.push(t.to_string());
         ControlFlow::Continue(())
     })?;
-    let calls = model.calls.borrow().clone();
+    let calls = model.calls();
     Ok(Run { gen, pieces, calls })
 }
 
-fn run(script: Vec<u32>, setup: impl FnOnce(&mut GenerateRequest)) -> Run {
+fn run(script: Vec<u32>, setup: impl FnOnce(&mut Request)) -> Run {
     run_with(vec![1, 2, 3], script, 64, setup).unwrap()
 }
 
@@ -180,12 +165,14 @@ fn invalid_and_trailing_incomplete_bytes_become_replacement_chars() {
 fn cancellation_stops_and_text_equals_streamed_pieces() {
     let v = vocab();
     let model = ScriptModel::new(v.0.len(), 64, 1, vec![1, 2, 5, 3, 4, EOT]);
-    let req = GenerateRequest {
+    let req = Request {
         prompt: vec![1],
         max_tokens: Some(10),
         sampling: SamplingParams::greedy(),
         stop_tokens: vec![EOT],
         stop_strings: vec!["STOP".into()],
+        logprobs: None,
+        constraint: None,
     };
     let mut pieces = Vec::new();
     let gen = generate(&model, &v, &req, &mut |t| {
@@ -201,7 +188,7 @@ fn cancellation_stops_and_text_equals_streamed_pieces() {
     assert_eq!(pieces, vec!["Hel", "lo"]);
     assert_eq!(gen.text, "Hello");
     assert_eq!(gen.tokens, vec![1, 2]);
-    assert_eq!(model.calls.borrow().len(), 2);
+    assert_eq!(model.calls().len(), 2);
 }
 
 #[test]
@@ -322,14 +309,16 @@ fn session_reuses_the_cached_prefix() {
     let model = ScriptModel::new(v.0.len(), 64, 0, script);
     let mut session = Session::new(&model, 32).unwrap();
     assert_eq!(session.capacity(), 32);
-    let mut req = GenerateRequest {
+    let mut req = Request {
         prompt: vec![1, 2, 3],
         max_tokens: Some(2),
         sampling: SamplingParams::greedy(),
         stop_tokens: vec![EOT],
         stop_strings: Vec::new(),
+        logprobs: None,
+        constraint: None,
     };
-    let go = |req: &GenerateRequest, session: &mut Session<ScriptModel>| {
+    let go = |req: &Request, session: &mut Session<ScriptModel>| {
         generate_in_session(&model, &v, session, req, &mut |_| ControlFlow::Continue(())).unwrap()
     };
     let g = go(&req, &mut session);
@@ -357,7 +346,7 @@ fn session_reuses_the_cached_prefix() {
     assert_eq!(g.usage.cached_tokens, 1);
     assert_eq!(session.cached_tokens(), &[1, 9, 3]);
 
-    let calls = model.calls.borrow().clone();
+    let calls = model.calls();
     assert_eq!(
         calls,
         vec![

@@ -16,7 +16,7 @@
 //! Arithmetic follows llama.cpp's types (f32 log-softmax, f64 sums).
 
 use crate::error::EngineError;
-use crate::generate::LanguageModel;
+use crate::language_model::LanguageModel;
 
 /// The number of whole chunks llama.cpp evaluates in a text of `n_tokens` (`n_tokens / n_ctx`,
 /// at most `max_chunks`); like llama.cpp it wants at least two chunks' worth of text.
@@ -323,7 +323,7 @@ fn chunk_logits<M: LanguageModel + ?Sized>(
     if let (Some(b), Some(t0)) = (bos, input.first_mut()) {
         *t0 = b;
     }
-    let mut session = model.new_session(n_ctx)?;
+    let mut session = model.new_cache(n_ctx)?;
     model.forward(&mut session, &input[..first], 0)?;
     let logits = model.forward_all(&mut session, &input[first..n_ctx - 1], first)?;
     let expected = (n_ctx - 1 - first) * model.vocab_size();
@@ -596,41 +596,36 @@ mod tests {
     struct Scaled(BigramModel, f32);
 
     impl LanguageModel for Scaled {
-        type Session = <BigramModel as LanguageModel>::Session;
+        type Cache = <BigramModel as LanguageModel>::Cache;
+        type Scratch = ();
         fn vocab_size(&self) -> usize {
             self.0.vocab_size()
         }
         fn context_len(&self) -> usize {
             self.0.context_len()
         }
-        fn new_session(&self, m: usize) -> Result<Self::Session, EngineError> {
-            self.0.new_session(m)
+        fn new_cache(&self, m: usize) -> Result<Self::Cache, EngineError> {
+            self.0.new_cache(m)
         }
-        fn forward(
+        fn copy_prefix(
             &self,
-            s: &mut Self::Session,
-            t: &[u32],
-            p: usize,
-        ) -> Result<Vec<f32>, EngineError> {
-            Ok(self
-                .0
-                .forward(s, t, p)?
-                .iter()
-                .map(|v| v * self.1)
-                .collect())
+            dst: &mut Self::Cache,
+            src: &Self::Cache,
+            n: usize,
+        ) -> Result<(), EngineError> {
+            self.0.copy_prefix(dst, src, n)
         }
-        fn forward_all(
+        fn forward_batch(
             &self,
-            s: &mut Self::Session,
-            t: &[u32],
-            p: usize,
-        ) -> Result<Vec<f32>, EngineError> {
-            Ok(self
-                .0
-                .forward_all(s, t, p)?
-                .iter()
-                .map(|v| v * self.1)
-                .collect())
+            seqs: &mut [crate::SeqInput<'_, Self::Cache>],
+            scratch: &mut (),
+            out: &mut Vec<f32>,
+        ) -> Result<(), EngineError> {
+            self.0.forward_batch(seqs, scratch, out)?;
+            for v in out.iter_mut() {
+                *v *= self.1;
+            }
+            Ok(())
         }
     }
 

@@ -1,9 +1,10 @@
-//! [`LanguageModel`] for the real model, `llama31_model::Model`.
+//! [`LanguageModel`] for the real model, `llama31_model::Model`: the one place that knows the
+//! model crate's forward API.
 
-use llama31_model::{KvCache, LogitsMode, Model, ModelError};
+use llama31_model::{BatchSeq, KvCache, Model, ModelError, Scratch};
 
 use crate::error::EngineError;
-use crate::generate::LanguageModel;
+use crate::language_model::{LanguageModel, LogitsMode, SeqInput};
 
 impl From<ModelError> for EngineError {
     fn from(e: ModelError) -> Self {
@@ -11,8 +12,17 @@ impl From<ModelError> for EngineError {
     }
 }
 
+fn mode(m: LogitsMode) -> llama31_model::LogitsMode {
+    match m {
+        LogitsMode::None => llama31_model::LogitsMode::None,
+        LogitsMode::Last => llama31_model::LogitsMode::Last,
+        LogitsMode::All => llama31_model::LogitsMode::All,
+    }
+}
+
 impl LanguageModel for Model {
-    type Session = KvCache;
+    type Cache = KvCache;
+    type Scratch = Scratch;
 
     fn vocab_size(&self) -> usize {
         self.config().vocab_size
@@ -24,45 +34,36 @@ impl LanguageModel for Model {
         self.config().max_seq_len.min(self.max_seq_len())
     }
 
-    fn new_session(&self, max_seq: usize) -> Result<KvCache, EngineError> {
-        Ok(self.new_cache(max_seq)?)
+    fn new_cache(&self, max_seq: usize) -> Result<KvCache, EngineError> {
+        Ok(Model::new_cache(self, max_seq)?)
     }
 
-    fn forward(
-        &self,
-        session: &mut KvCache,
-        tokens: &[u32],
-        start_pos: usize,
-    ) -> Result<Vec<f32>, EngineError> {
-        Ok(Model::forward(
-            self,
-            tokens,
-            start_pos,
-            session,
-            LogitsMode::Last,
-        )?)
+    fn copy_prefix(&self, dst: &mut KvCache, src: &KvCache, n: usize) -> Result<(), EngineError> {
+        Ok(dst.copy_prefix_from(src, n)?)
     }
 
-    fn forward_into(
+    fn forward_batch(
         &self,
-        session: &mut KvCache,
-        tokens: &[u32],
-        start_pos: usize,
+        seqs: &mut [SeqInput<'_, KvCache>],
+        scratch: &mut Scratch,
         out: &mut Vec<f32>,
     ) -> Result<(), EngineError> {
-        Ok(Model::forward_into(
-            self,
-            tokens,
-            start_pos,
-            session,
-            LogitsMode::Last,
-            out,
-        )?)
+        let mut batch: Vec<BatchSeq<'_>> = seqs
+            .iter_mut()
+            .map(|s| BatchSeq {
+                tokens: s.tokens,
+                start_pos: s.start_pos,
+                cache: &mut *s.cache,
+                logits: mode(s.logits),
+            })
+            .collect();
+        Ok(Model::forward_batch(self, &mut batch, scratch, out)?)
     }
 
-    fn forward_all(
+    /// The cache's own scratch buffers (no allocation per call).
+    fn forward(
         &self,
-        session: &mut KvCache,
+        cache: &mut KvCache,
         tokens: &[u32],
         start_pos: usize,
     ) -> Result<Vec<f32>, EngineError> {
@@ -70,8 +71,24 @@ impl LanguageModel for Model {
             self,
             tokens,
             start_pos,
-            session,
-            LogitsMode::All,
+            cache,
+            llama31_model::LogitsMode::Last,
+        )?)
+    }
+
+    /// The cache's own scratch buffers (no allocation per call).
+    fn forward_all(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        start_pos: usize,
+    ) -> Result<Vec<f32>, EngineError> {
+        Ok(Model::forward(
+            self,
+            tokens,
+            start_pos,
+            cache,
+            llama31_model::LogitsMode::All,
         )?)
     }
 }

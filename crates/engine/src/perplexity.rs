@@ -11,7 +11,7 @@
 //! `batch_len >= chunk_len`) to bound the logits memory.
 
 use crate::error::EngineError;
-use crate::generate::LanguageModel;
+use crate::language_model::LanguageModel;
 
 /// Chunking options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +142,7 @@ where
     let mut sum = 0.0f64;
     for (ci, chunk) in tokens.chunks(opts.chunk_len).enumerate() {
         if chunk.len() >= 2 {
-            let mut session = model.new_session(chunk.len())?;
+            let mut session = model.new_cache(chunk.len())?;
             let mut start = 0usize;
             while start < chunk.len() - 1 {
                 // Positions whose logits predict a token of this chunk: start..chunk.len()-1;

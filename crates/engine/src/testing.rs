@@ -1,11 +1,11 @@
 //! Toy models for unit tests.
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 
 use crate::error::EngineError;
-use crate::generate::{Detokenizer, LanguageModel};
+use crate::language_model::{Detokenizer, LanguageModel, LogitsMode, SeqInput};
 
-/// A session that only counts positions, so tests can check that the loop passes the right ones.
+/// A cache that only counts positions, so tests can check that the loop passes the right ones.
 #[derive(Debug, Default)]
 pub struct PosSession {
     pub len: usize,
@@ -27,15 +27,42 @@ fn advance(s: &mut PosSession, start_pos: usize, n: usize) -> Result<(), EngineE
     Ok(())
 }
 
+fn new_pos_session(max_seq: usize) -> PosSession {
+    PosSession {
+        len: 0,
+        cap: max_seq,
+    }
+}
+
+fn copy_pos_prefix(dst: &mut PosSession, src: &PosSession, n: usize) -> Result<(), EngineError> {
+    if n > src.len || n > dst.cap {
+        return Err(EngineError::Model(
+            format!(
+                "bad prefix copy: {n} positions from {} cached into capacity {}",
+                src.len, dst.cap
+            )
+            .into(),
+        ));
+    }
+    dst.len = n;
+    Ok(())
+}
+
 /// Logits depend on the previous token and its position: `logits_at(token, pos)`.
 pub struct BigramModel {
     vocab: usize,
     context: usize,
+    /// The number of sequences of every `forward_batch` step.
+    pub steps: Mutex<Vec<usize>>,
 }
 
 impl BigramModel {
     pub fn new(vocab: usize, context: usize) -> Self {
-        Self { vocab, context }
+        Self {
+            vocab,
+            context,
+            steps: Mutex::new(Vec::new()),
+        }
     }
 
     pub fn logits_at(&self, token: u32, pos: usize) -> Vec<f32> {
@@ -49,41 +76,47 @@ impl BigramModel {
 }
 
 impl LanguageModel for BigramModel {
-    type Session = PosSession;
+    type Cache = PosSession;
+    type Scratch = ();
     fn vocab_size(&self) -> usize {
         self.vocab
     }
     fn context_len(&self) -> usize {
         self.context
     }
-    fn new_session(&self, max_seq: usize) -> Result<PosSession, EngineError> {
-        Ok(PosSession {
-            len: 0,
-            cap: max_seq,
-        })
+    fn new_cache(&self, max_seq: usize) -> Result<PosSession, EngineError> {
+        Ok(new_pos_session(max_seq))
     }
-    fn forward(
+    fn copy_prefix(
         &self,
-        s: &mut PosSession,
-        tokens: &[u32],
-        start_pos: usize,
-    ) -> Result<Vec<f32>, EngineError> {
-        advance(s, start_pos, tokens.len())?;
-        let last = tokens.len() - 1;
-        Ok(self.logits_at(tokens[last], start_pos + last))
+        dst: &mut PosSession,
+        src: &PosSession,
+        n: usize,
+    ) -> Result<(), EngineError> {
+        copy_pos_prefix(dst, src, n)
     }
-    fn forward_all(
+    fn forward_batch(
         &self,
-        s: &mut PosSession,
-        tokens: &[u32],
-        start_pos: usize,
-    ) -> Result<Vec<f32>, EngineError> {
-        advance(s, start_pos, tokens.len())?;
-        Ok(tokens
-            .iter()
-            .enumerate()
-            .flat_map(|(i, &t)| self.logits_at(t, start_pos + i))
-            .collect())
+        seqs: &mut [SeqInput<'_, PosSession>],
+        _: &mut (),
+        out: &mut Vec<f32>,
+    ) -> Result<(), EngineError> {
+        out.clear();
+        if let Ok(mut steps) = self.steps.lock() {
+            steps.push(seqs.len());
+        }
+        for s in seqs.iter_mut() {
+            advance(s.cache, s.start_pos, s.tokens.len())?;
+            let rows = match s.logits {
+                LogitsMode::None => 0..0,
+                LogitsMode::Last => s.tokens.len() - 1..s.tokens.len(),
+                LogitsMode::All => 0..s.tokens.len(),
+            };
+            for i in rows {
+                out.extend(self.logits_at(s.tokens[i], s.start_pos + i));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -94,7 +127,7 @@ pub struct ScriptModel {
     pub prompt_len: usize,
     pub script: Vec<u32>,
     /// Every forward call: (tokens, start_pos).
-    pub calls: RefCell<Vec<(Vec<u32>, usize)>>,
+    pub calls: Mutex<Vec<(Vec<u32>, usize)>>,
 }
 
 impl ScriptModel {
@@ -104,41 +137,62 @@ impl ScriptModel {
             context,
             prompt_len,
             script,
-            calls: RefCell::new(Vec::new()),
+            calls: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The calls so far.
+    pub fn calls(&self) -> Vec<(Vec<u32>, usize)> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
     }
 }
 
 impl LanguageModel for ScriptModel {
-    type Session = PosSession;
+    type Cache = PosSession;
+    type Scratch = ();
     fn vocab_size(&self) -> usize {
         self.vocab
     }
     fn context_len(&self) -> usize {
         self.context
     }
-    fn new_session(&self, max_seq: usize) -> Result<PosSession, EngineError> {
-        Ok(PosSession {
-            len: 0,
-            cap: max_seq,
-        })
+    fn new_cache(&self, max_seq: usize) -> Result<PosSession, EngineError> {
+        Ok(new_pos_session(max_seq))
     }
-    fn forward(
+    fn copy_prefix(
         &self,
-        s: &mut PosSession,
-        tokens: &[u32],
-        start_pos: usize,
-    ) -> Result<Vec<f32>, EngineError> {
-        advance(s, start_pos, tokens.len())?;
-        self.calls.borrow_mut().push((tokens.to_vec(), start_pos));
-        let k = start_pos + tokens.len() - self.prompt_len;
-        let next = *self
-            .script
-            .get(k)
-            .ok_or_else(|| EngineError::Model("script exhausted".into()))?;
-        let mut logits = vec![0.0f32; self.vocab];
-        logits[next as usize] = 10.0;
-        Ok(logits)
+        dst: &mut PosSession,
+        src: &PosSession,
+        n: usize,
+    ) -> Result<(), EngineError> {
+        copy_pos_prefix(dst, src, n)
+    }
+    /// Only the last position's logits (whatever the mode asks).
+    fn forward_batch(
+        &self,
+        seqs: &mut [SeqInput<'_, PosSession>],
+        _: &mut (),
+        out: &mut Vec<f32>,
+    ) -> Result<(), EngineError> {
+        out.clear();
+        for s in seqs.iter_mut() {
+            advance(s.cache, s.start_pos, s.tokens.len())?;
+            if let Ok(mut calls) = self.calls.lock() {
+                calls.push((s.tokens.to_vec(), s.start_pos));
+            }
+            if s.logits == LogitsMode::None {
+                continue;
+            }
+            let k = s.start_pos + s.tokens.len() - self.prompt_len;
+            let next = *self
+                .script
+                .get(k)
+                .ok_or_else(|| EngineError::Model("script exhausted".into()))?;
+            let start = out.len();
+            out.resize(start + self.vocab, 0.0);
+            out[start + next as usize] = 10.0;
+        }
+        Ok(())
     }
 }
 
@@ -149,4 +203,27 @@ impl Detokenizer for ToyVocab {
     fn token_bytes(&self, id: u32, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.0[id as usize]);
     }
+}
+
+/// Toy vocabulary: id 0 is the end token.
+pub fn script_vocab() -> ToyVocab {
+    let pieces: Vec<&[u8]> = vec![
+        b"<eot>",     // 0
+        b"Hel",       // 1
+        b"lo",        // 2
+        b" wo",       // 3
+        b"rld",       // 4
+        b"ST",        // 5
+        b"OP",        // 6
+        b"x",         // 7
+        b"\xC3",      // 8: first byte of "é"
+        b"\xA9",      // 9: second byte of "é"
+        b"\xF0\x9F",  // 10: first half of "🙂"
+        b"\x99\x82!", // 11: second half of "🙂" then "!"
+        b"\xFF",      // 12: invalid byte
+        b"S",         // 13
+        b"TOP tail",  // 14
+        b"\xE2\x82",  // 15: incomplete "€"
+    ];
+    ToyVocab(pieces.into_iter().map(<[u8]>::to_vec).collect())
 }

@@ -6,8 +6,8 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use llama31_engine::{
-    default_stop_tokens, generate, perplexity, perplexity_tokens, FinishReason, GenerateRequest,
-    LanguageModel, PerplexityOptions, SamplingParams,
+    default_stop_tokens, generate, perplexity, perplexity_tokens, FinishReason, LanguageModel,
+    LogitsMode, PerplexityOptions, Request, SamplingParams, SeqInput,
 };
 use llama31_model::{LoadOptions, Model};
 use llama31_tokenizer::Tokenizer;
@@ -46,12 +46,11 @@ fn greedy_generation_with_stops_and_seeded_sampling() {
         "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
     let prompt = tok.encode(prompt_text, true);
     let stops = default_stop_tokens(&tok, &model.config().eos_token_ids);
-    let mut req = GenerateRequest {
-        prompt,
+    let mut req = Request {
         max_tokens: Some(40),
         sampling: SamplingParams::greedy(),
         stop_tokens: stops,
-        stop_strings: Vec::new(),
+        ..Request::new(prompt)
     };
     let mut pieces = String::new();
     let g = generate(&model, &tok, &req, &mut |t| {
@@ -84,27 +83,54 @@ fn greedy_generation_with_stops_and_seeded_sampling() {
     assert_eq!(a.tokens, b.tokens);
 }
 
-/// Runs `forward_all` one token at a time through the default trait method.
+/// Runs every sequence one token at a time (so `forward_all` is a string of single-token steps).
 struct OneByOne<'a>(&'a Model);
 
 impl LanguageModel for OneByOne<'_> {
-    type Session = llama31_model::KvCache;
+    type Cache = llama31_model::KvCache;
+    type Scratch = llama31_model::Scratch;
     fn vocab_size(&self) -> usize {
         self.0.vocab_size()
     }
     fn context_len(&self) -> usize {
         self.0.context_len()
     }
-    fn new_session(&self, n: usize) -> Result<Self::Session, llama31_engine::EngineError> {
-        self.0.new_session(n)
+    fn new_cache(&self, n: usize) -> Result<Self::Cache, llama31_engine::EngineError> {
+        LanguageModel::new_cache(self.0, n)
     }
-    fn forward(
+    fn copy_prefix(
         &self,
-        s: &mut Self::Session,
-        t: &[u32],
-        p: usize,
-    ) -> Result<Vec<f32>, llama31_engine::EngineError> {
-        LanguageModel::forward(self.0, s, t, p)
+        dst: &mut Self::Cache,
+        src: &Self::Cache,
+        n: usize,
+    ) -> Result<(), llama31_engine::EngineError> {
+        self.0.copy_prefix(dst, src, n)
+    }
+    fn forward_batch(
+        &self,
+        seqs: &mut [SeqInput<'_, Self::Cache>],
+        scratch: &mut Self::Scratch,
+        out: &mut Vec<f32>,
+    ) -> Result<(), llama31_engine::EngineError> {
+        out.clear();
+        let mut row = Vec::new();
+        for s in seqs.iter_mut() {
+            for (i, t) in s.tokens.iter().enumerate() {
+                let last = i + 1 == s.tokens.len();
+                self.0.forward_one(
+                    s.cache,
+                    &[*t],
+                    s.start_pos + i,
+                    LogitsMode::Last,
+                    scratch,
+                    &mut row,
+                )?;
+                if s.logits == LogitsMode::All || (s.logits == LogitsMode::Last && last) {
+                    out.extend_from_slice(&row);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -54,5 +54,20 @@ impl EvalError {
     }
 }
 
+impl From<llama31_engine::EngineError> for EvalError {
+    /// A model error stays one; anything else the engine reports is an engine error.
+    fn from(e: llama31_engine::EngineError) -> Self {
+        match e {
+            llama31_engine::EngineError::Model(inner) => {
+                match inner.downcast::<llama31_model::ModelError>() {
+                    Ok(m) => EvalError::Model(*m),
+                    Err(other) => EvalError::Engine(format!("model error: {other}")),
+                }
+            }
+            other => EvalError::Engine(other.to_string()),
+        }
+    }
+}
+
 /// Result of the harness.
 pub type Result<T, E = EvalError> = std::result::Result<T, E>;

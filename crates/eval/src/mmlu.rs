@@ -15,14 +15,16 @@
 //! scored. As in the original, a prompt longer than the context drops examples until it fits.
 //!
 //! Scoring runs every prompt of a subject only from where it stops sharing tokens with the
-//! others: the common prefix (BOS, header, examples) is prefilled once into a master cache and
-//! copied into the work caches, and each step runs the remaining tokens of several questions in
-//! one [`Model::forward_batch`]. Every logit equals that of the whole prompt run alone.
+//! others, through the engine's [`PrefixScorer`]: the common prefix (BOS, header, examples) is
+//! prefilled once into a master cache and copied into the work caches, and each step runs the
+//! remaining tokens of several questions in one batched forward. Every logit equals that of the
+//! whole prompt run alone.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use llama31_model::{BatchSeq, KvCache, LogitsMode, Model, Scratch};
+use llama31_engine::{LanguageModel, PrefixScorer};
+use llama31_model::Model;
 use serde_json::{json, Value};
 
 use crate::cache::ResultCache;
@@ -467,43 +469,20 @@ fn fitted_prompt(
     }
 }
 
-/// Length of the common prefix of two token lists.
-fn common_prefix(a: &[u32], b: &[u32]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+/// Scores groups of prompts that share a prefix ([`PrefixScorer`]: a master cache for the prefix
+/// and work caches for the questions of a step) by the log-probabilities of the letters.
+pub struct Scorer<'m, M: LanguageModel + ?Sized = Model> {
+    inner: PrefixScorer<'m, M>,
+    vocab: usize,
 }
 
-/// Runs groups of prompts that share a prefix, with a master cache for the prefix and work caches
-/// for the questions of a step.
-pub struct Scorer<'m> {
-    model: &'m Model,
-    master: Option<KvCache>,
-    work: Vec<KvCache>,
-    scratch: Scratch,
-    logits: Vec<f32>,
-    batch: usize,
-    step_tokens: usize,
-}
-
-impl<'m> Scorer<'m> {
+impl<'m, M: LanguageModel + ?Sized> Scorer<'m, M> {
     /// A scorer running up to `batch` questions and `step_tokens` tokens per step.
-    pub fn new(model: &'m Model, batch: usize, step_tokens: usize) -> Self {
+    pub fn new(model: &'m M, batch: usize, step_tokens: usize) -> Self {
         Self {
-            model,
-            master: None,
-            work: Vec::new(),
-            scratch: Scratch::default(),
-            logits: Vec::new(),
-            batch: batch.max(1),
-            step_tokens: step_tokens.max(1),
+            inner: PrefixScorer::new(model, batch, step_tokens),
+            vocab: model.vocab_size(),
         }
-    }
-
-    fn cache_with(slot: &mut Option<KvCache>, model: &Model, len: usize) -> Result<()> {
-        if slot.as_ref().is_none_or(|c| c.max_seq() < len) {
-            *slot = None;
-            *slot = Some(model.new_cache(len)?);
-        }
-        Ok(())
     }
 
     /// Scores `prompts` (all non-empty): for each, the log-probabilities of `letters` at the
@@ -517,111 +496,24 @@ impl<'m> Scorer<'m> {
         on_scored: &mut dyn FnMut(usize, [f32; 4]) -> Result<()>,
         on_step: &mut dyn FnMut(usize),
     ) -> Result<(usize, usize)> {
-        let Some(first) = prompts.first() else {
+        if prompts.is_empty() {
             return Ok((0, 0));
-        };
+        }
         if prompts.iter().any(|p| p.is_empty()) {
             return Err(EvalError::Setup("an empty prompt cannot be scored".into()));
         }
-        let mut prefix = first.len() - 1;
-        let mut longest = 0;
-        for p in prompts {
-            prefix = prefix
-                .min(common_prefix(&first[..prefix], p))
-                .min(p.len() - 1);
-            longest = longest.max(p.len());
-        }
-        let prefix_tokens = &first[..prefix];
-        let vocab = self.model.config().vocab_size;
+        let vocab = self.vocab;
         if let Some(&bad) = letters.iter().find(|&&l| l as usize >= vocab) {
             return Err(EvalError::Setup(format!(
                 "letter token {bad} is outside the model's vocabulary of {vocab}"
             )));
         }
-
-        // Prefill the shared prefix once.
-        Self::cache_with(&mut self.master, self.model, longest)?;
-        let master = self
-            .master
-            .as_mut()
-            .ok_or_else(|| EvalError::Setup("no master cache".into()))?;
-        let mut pos = 0;
-        while pos < prefix {
-            let end = (pos + self.step_tokens).min(prefix);
-            self.model.forward_batch(
-                &mut [BatchSeq {
-                    tokens: &prefix_tokens[pos..end],
-                    start_pos: pos,
-                    cache: master,
-                    logits: LogitsMode::None,
-                }],
-                &mut self.scratch,
-                &mut self.logits,
-            )?;
-            pos = end;
-        }
-        let mut run = prefix;
-        let mut fresh = vec![true; self.work.len()];
-
-        let mut next = 0;
-        while next < prompts.len() {
-            // The questions of this step.
-            let mut end = next;
-            let mut tokens = 0;
-            while end < prompts.len() && end - next < self.batch {
-                let len = prompts[end].len() - prefix;
-                if end > next && tokens + len > self.step_tokens {
-                    break;
-                }
-                tokens += len;
-                end += 1;
-            }
-            let n = end - next;
-            while self.work.len() < n {
-                self.work.push(self.model.new_cache(longest)?);
-                fresh.push(true);
-            }
-            let master = self
-                .master
-                .as_ref()
-                .ok_or_else(|| EvalError::Setup("no master cache".into()))?;
-            for (j, cache) in self.work.iter_mut().take(n).enumerate() {
-                if cache.max_seq() < longest {
-                    *cache = self.model.new_cache(longest)?;
-                    fresh[j] = true;
-                }
-                if fresh[j] {
-                    cache.copy_prefix_from(master, prefix)?;
-                    fresh[j] = false;
-                }
-            }
-            let mut seqs: Vec<BatchSeq<'_>> = self
-                .work
-                .iter_mut()
-                .zip(&prompts[next..end])
-                .map(|(cache, p)| BatchSeq {
-                    tokens: &p[prefix..],
-                    start_pos: prefix,
-                    cache,
-                    logits: LogitsMode::Last,
-                })
-                .collect();
-            self.model
-                .forward_batch(&mut seqs, &mut self.scratch, &mut self.logits)?;
-            drop(seqs);
-            run += tokens;
-            for j in 0..n {
-                let row = self
-                    .logits
-                    .get(j * vocab..(j + 1) * vocab)
-                    .ok_or_else(|| EvalError::Setup("the model returned too few logits".into()))?;
-                on_scored(next + j, letter_logprobs(row, letters))?;
-            }
-            on_step(n);
-            next = end;
-        }
-        let total: usize = prompts.iter().map(|p| p.len()).sum();
-        Ok((total, run))
+        let stats = self.inner.score_batch(
+            prompts,
+            |i, row: &[f32]| on_scored(i, letter_logprobs(row, letters)),
+            on_step,
+        )?;
+        Ok((stats.prompt_tokens, stats.run_tokens))
     }
 }
 
