@@ -1,7 +1,7 @@
 //! [`LanguageModel`] for the real model, `llama31_model::Model`: the one place that knows the
 //! model crate's forward API.
 
-use llama31_model::{BatchSeq, KvCache, Model, ModelError, Scratch};
+use llama31_model::{Backend, BatchSeq, KvCache, Model, ModelError};
 
 use crate::error::EngineError;
 use crate::language_model::{LanguageModel, LogitsMode, SeqInput};
@@ -20,9 +20,13 @@ fn mode(m: LogitsMode) -> llama31_model::LogitsMode {
     }
 }
 
-impl LanguageModel for Model {
-    type Cache = KvCache;
-    type Scratch = Scratch;
+/// Any backend's model; on the CPU (`Model` = `Model<Cpu>`) the scratch is the CPU's buffers.
+impl<B: Backend> LanguageModel for Model<B>
+where
+    B::Scratch: Default,
+{
+    type Cache = KvCache<B>;
+    type Scratch = B::Scratch;
 
     fn vocab_size(&self) -> usize {
         self.config().vocab_size
@@ -34,21 +38,26 @@ impl LanguageModel for Model {
         self.config().max_seq_len.min(self.max_seq_len())
     }
 
-    fn new_cache(&self, max_seq: usize) -> Result<KvCache, EngineError> {
+    fn new_cache(&self, max_seq: usize) -> Result<KvCache<B>, EngineError> {
         Ok(Model::new_cache(self, max_seq)?)
     }
 
-    fn copy_prefix(&self, dst: &mut KvCache, src: &KvCache, n: usize) -> Result<(), EngineError> {
-        Ok(dst.copy_prefix_from(src, n)?)
+    fn copy_prefix(
+        &self,
+        dst: &mut KvCache<B>,
+        src: &KvCache<B>,
+        n: usize,
+    ) -> Result<(), EngineError> {
+        Ok(dst.copy_prefix_on(self.backend(), src, n)?)
     }
 
     fn forward_batch(
         &self,
-        seqs: &mut [SeqInput<'_, KvCache>],
-        scratch: &mut Scratch,
+        seqs: &mut [SeqInput<'_, KvCache<B>>],
+        scratch: &mut B::Scratch,
         out: &mut Vec<f32>,
     ) -> Result<(), EngineError> {
-        let mut batch: Vec<BatchSeq<'_>> = seqs
+        let mut batch: Vec<BatchSeq<'_, B>> = seqs
             .iter_mut()
             .map(|s| BatchSeq {
                 tokens: s.tokens,
@@ -63,7 +72,7 @@ impl LanguageModel for Model {
     /// The cache's own scratch buffers (no allocation per call).
     fn forward(
         &self,
-        cache: &mut KvCache,
+        cache: &mut KvCache<B>,
         tokens: &[u32],
         start_pos: usize,
     ) -> Result<Vec<f32>, EngineError> {
@@ -79,7 +88,7 @@ impl LanguageModel for Model {
     /// The cache's own scratch buffers (no allocation per call).
     fn forward_all(
         &self,
-        cache: &mut KvCache,
+        cache: &mut KvCache<B>,
         tokens: &[u32],
         start_pos: usize,
     ) -> Result<Vec<f32>, EngineError> {
