@@ -184,12 +184,6 @@ impl<B: Backend> Model<B> {
         self.backend.new_scratch()
     }
 
-    /// Copies the first `n` cached positions of `src` into `dst` (see
-    /// [`KvCache::copy_prefix_from`]).
-    pub fn copy_prefix(&self, dst: &mut KvCache<B>, src: &KvCache<B>, n: usize) -> Result<()> {
-        dst.copy_prefix_on(&self.backend, src, n)
-    }
-
     /// Runs `tokens` at positions `start_pos..start_pos + tokens.len()` of `cache` (which must
     /// hold at least `start_pos` positions; any beyond are dropped first), appending their keys
     /// and values, and returns logits (see [`LogitsMode`]).

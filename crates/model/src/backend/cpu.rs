@@ -276,9 +276,15 @@ impl Backend for Cpu {
             end: usize::MAX,
             max: kv.max_seq,
         })?;
-        let all = kv.layer_range(layer, end)?;
-        let at = all.start + pos * kv.kv_dim..all.end;
         let w = kv.kv_dim;
+        if s.widths[index(Act::K)] != w || s.widths[index(Act::V)] != w {
+            return Err(ModelError::Cache(format!(
+                "keys of width {} into a cache of width {w}",
+                s.widths[index(Act::K)]
+            )));
+        }
+        let all = kv.layer_range(layer, end)?;
+        let at = all.start + pos * w..all.end;
         let k = s.rows(Act::K, rows.end)?;
         kv.k[at.clone()].copy_from_slice(&k[rows.start * w..]);
         let v = s.rows(Act::V, rows.end)?;
