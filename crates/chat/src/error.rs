@@ -55,6 +55,12 @@ pub enum ChatError {
     /// A template recursed too deeply.
     #[error("template recursion limit exceeded")]
     TemplateRecursion,
+    /// The model's files (GGUF metadata, `tokenizer_config.json`, ...) could not be read.
+    #[error("cannot read the model's chat template: {0}")]
+    ModelFiles(String),
+    /// The model (at the path given) has no chat template and is not a Llama 3 model.
+    #[error("{0} has no chat template and is not a Llama 3 model")]
+    NoChatFormat(String),
     /// A template's output (or a value it built) grew past the limit.
     #[error("template output exceeds {limit} bytes")]
     TemplateOutputTooLarge { limit: usize },

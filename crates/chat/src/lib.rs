@@ -6,6 +6,7 @@
 //!   Hugging Face template or Meta's `prompt_format.md` write it.
 //! - [`tool_calls`] / [`pythonic`]: writing tool calls and reading them from model output.
 //! - [`template`]: sandboxed Jinja chat templates for other models.
+//! - [`source`]: the chat template, chat format and "is instruct" of a detected model source.
 
 pub mod dialog;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod formatter;
 pub mod messages;
 pub mod pyjson;
 pub mod pythonic;
+pub mod source;
 pub mod system_prompt;
 pub mod template;
 pub mod tool_calls;

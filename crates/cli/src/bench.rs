@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use llama31_model::LogitsMode;
 
-use crate::source::Source;
+use crate::source;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -46,7 +46,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .build_global()
             .map_err(|e| anyhow::anyhow!("setting up {t} threads: {e}"))?;
     }
-    let source = Source::detect(&args.model)?;
+    let source = source::detect_model(&args.model)?;
     let ctx = args.n_prompt.max(args.n_gen).max(1);
     let model = crate::load::load_model(&source, Some(ctx), args.weights)?;
     let vocab = model.config().vocab_size as u32;

@@ -20,7 +20,7 @@ use llama31_model::Model;
 use llama31_tokenizer::Tokenizer;
 use serde_json::{json, Value};
 
-use crate::source::Source;
+use crate::source::{self, Source, SourceExt};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -248,10 +248,7 @@ fn load(common: &CommonArgs, ctx: usize) -> Result<Loaded> {
     let Some(path) = &common.model else {
         bail!("--model is required");
     };
-    let source = Source::detect(path)?;
-    if matches!(source, Source::TiktokenFile(_) | Source::HfTokenizerJson(_)) {
-        bail!("{} is a tokenizer, not a model", path.display());
-    }
+    let source = source::detect_model(path)?;
     let tokenizer = source.load_tokenizer()?;
     let model = crate::load::load_model(&source, Some(ctx), common.weights)?;
     let info = model_info(path)?;

@@ -17,7 +17,7 @@ use llama31_model::Model;
 use llama31_tokenizer::Tokenizer;
 
 use crate::prompt::{render, Want};
-use crate::source::Source;
+use crate::source::{self, Source, SourceExt};
 
 /// Sampling and context options shared by `run` and `chat`.
 #[derive(Args, Clone)]
@@ -122,13 +122,7 @@ struct Loaded {
 }
 
 fn load(path: &std::path::Path, ctx: usize, weights: crate::load::WeightArgs) -> Result<Loaded> {
-    let source = Source::detect(path)?;
-    if matches!(source, Source::TiktokenFile(_) | Source::HfTokenizerJson(_)) {
-        bail!(
-            "{} is a tokenizer, not a model: give a .gguf file, an HF model dir or a Meta model dir",
-            path.display()
-        );
-    }
+    let source = source::detect_model(path)?;
     let tokenizer = source.load_tokenizer()?;
     if ctx < 2 {
         bail!("--ctx must be at least 2, got {ctx}");

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::load::WeightArgs;
-use crate::source::Source;
+use crate::source::{self, Source, SourceExt, SourceKind};
 use llama31_chat::ChatFormatter;
 
 #[derive(Args)]
@@ -46,9 +46,10 @@ fn files(source: &Source) -> Result<Vec<(PathBuf, u64)>> {
 
 fn provenance(source: &Source) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
-    match source {
-        Source::Gguf(p) => {
-            let gguf = llama31_formats::GgufFile::open(p)?;
+    let dir = source.path();
+    match source.kind() {
+        SourceKind::Gguf => {
+            let gguf = llama31_formats::GgufFile::open(dir)?;
             out.push(("gguf.version".into(), gguf.version().to_string()));
             for (key, value) in gguf.metadata() {
                 if key.starts_with("general.") {
@@ -64,7 +65,7 @@ fn provenance(source: &Source) -> Result<Vec<(String, String)>> {
                 }
             }
         }
-        Source::HfDir(dir) => {
+        SourceKind::HfDir => {
             if let Some(cfg) = read_json(&dir.join("config.json")) {
                 for key in [
                     "_name_or_path",
@@ -79,7 +80,7 @@ fn provenance(source: &Source) -> Result<Vec<(String, String)>> {
                 }
             }
         }
-        Source::MetaDir(dir) => {
+        SourceKind::MetaDir => {
             if let Some(params) = read_json(&dir.join("params.json")) {
                 out.push(("params.json".into(), params.to_string()));
             }
@@ -95,7 +96,7 @@ fn read_json(path: &Path) -> Option<serde_json::Value> {
 }
 
 pub fn run(args: InfoArgs) -> Result<()> {
-    let source = Source::detect(&args.model)?;
+    let source = source::detect(&args.model)?;
     println!("path: {}", source.path().display());
     println!("format: {}", source.kind_name());
     println!("files:");
@@ -124,7 +125,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
         Err(e) => println!("chat format: none ({e:#})"),
     }
 
-    if !matches!(source, Source::TiktokenFile(_) | Source::HfTokenizerJson(_)) {
+    if !source.is_tokenizer_only() {
         let model = crate::load::load_model(&source, Some(1), WeightArgs::dequantizing())?;
         let c = model.config();
         println!("config:");

@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use llama31_formats::WeightFormat;
 use llama31_model::{file_loading_for, FileLoading, LoadOptions, Model, WeightMode};
 
-use crate::source::Source;
+use crate::source::{Source, SourceKind};
 
 /// How GGUF block-quantized weights are multiplied and how model files are brought into memory
 /// (shared by every command that loads a model).
@@ -109,7 +109,7 @@ pub fn load_model(source: &Source, ctx: Option<usize>, weights: WeightArgs) -> R
         file_loading: weights.file_loading(),
         weights: weights.weight_mode(),
     };
-    let loaded = Model::load(source.path(), opts);
+    let loaded = Model::load_source(source, opts);
     // Cleared on failure too, so that the error is not printed after a stale bar.
     bar.finish_and_clear();
     let model = loaded.with_context(|| format!("loading model {}", source.path().display()))?;
@@ -127,10 +127,10 @@ pub fn load_model(source: &Source, ctx: Option<usize>, weights: WeightArgs) -> R
 /// The size of the GGUF file `load_model` will read into memory before its first tensor, if it
 /// will (the loader's own rule, [`file_loading_for`]).
 fn read_up_front(source: &Source, weights: WeightArgs) -> Option<u64> {
-    let Source::Gguf(path) = source else {
+    if source.kind() != SourceKind::Gguf {
         return None;
-    };
-    let len = std::fs::metadata(path).ok()?.len();
+    }
+    let len = std::fs::metadata(source.path()).ok()?.len();
     file_loading_for(
         WeightFormat::Gguf,
         weights.keep_quantized(),

@@ -13,7 +13,7 @@ use llama31_engine::{
 use llama31_formats::{LogitsHeader, LogitsReader, LogitsWriter};
 use llama31_model::Model;
 
-use crate::source::Source;
+use crate::source::{self, Source, SourceExt};
 
 #[derive(Args)]
 pub struct PerplexityArgs {
@@ -67,7 +67,7 @@ fn print_json(v: &serde_json::Value) -> Result<()> {
 }
 
 pub fn run(args: PerplexityArgs) -> Result<()> {
-    let source = Source::detect(&args.model)?;
+    let source = source::detect_model(&args.model)?;
     if let Some(base) = &args.kl_divergence_base {
         return run_kl(&args, &source, base);
     }

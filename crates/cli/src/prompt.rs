@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use llama31_chat::{self as chat, PromptOptions, ToolFormat};
 
-use crate::source::Source;
+use crate::source::{self, Source, SourceExt};
 
 #[derive(Args)]
 pub struct PromptArgs {
@@ -73,7 +73,7 @@ pub fn render(
 }
 
 pub fn run(args: PromptArgs) -> Result<()> {
-    let source = Source::detect(&args.model)?;
+    let source = source::detect(&args.model)?;
     let tokenizer = source.load_tokenizer()?;
     let json = std::fs::read_to_string(&args.messages)
         .with_context(|| format!("reading messages file {}", args.messages.display()))?;

@@ -10,7 +10,7 @@ use clap::Args;
 use llama31_engine::{default_stop_tokens, Engine, EngineConfig};
 use llama31_server::{app, AppState, Backend, ServerConfig};
 
-use crate::source::Source;
+use crate::source::{self, Source, SourceExt};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -64,10 +64,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .clone()
         .or_else(|| std::env::var("LLAMA31_API_KEY").ok())
         .filter(|k| !k.is_empty());
-    let source = Source::detect(&args.model)?;
-    if matches!(source, Source::TiktokenFile(_) | Source::HfTokenizerJson(_)) {
-        bail!("{} is a tokenizer, not a model", args.model.display());
-    }
+    let source = source::detect_model(&args.model)?;
     let model_id = args.alias.clone().unwrap_or_else(|| {
         args.model
             .file_name()

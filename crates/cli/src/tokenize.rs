@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::source::Source;
+use crate::source::{self, SourceExt};
 
 #[derive(Args)]
 pub struct TokenizeArgs {
@@ -25,7 +25,7 @@ pub struct TokenizeArgs {
 }
 
 pub fn run(args: TokenizeArgs) -> Result<()> {
-    let tokenizer = Source::detect(&args.model)?.load_tokenizer()?;
+    let tokenizer = source::detect(&args.model)?.load_tokenizer()?;
     let bos = if args.bos {
         Some(
             tokenizer

@@ -144,8 +144,9 @@ pub enum FormatError {
         name: String,
         msg: String,
     },
-    /// The path is neither a GGUF file, a safetensors file/directory nor a Meta checkpoint directory.
-    #[error("{}: not a recognised model file or directory: {msg}", path.display())]
+    /// The path is none of the things that make a model: `msg` says what it is not and what was
+    /// expected.
+    #[error("{} is not a model: {msg}", path.display())]
     NotAModel { path: PathBuf, msg: String },
     /// Writing a file was asked for something inconsistent.
     #[error("{}: cannot write: {msg}", path.display())]

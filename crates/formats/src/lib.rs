@@ -6,6 +6,10 @@
 //! failure is a typed [`FormatError`] naming the file, what is wrong and where.
 //!
 //! ## Entry points
+//! - [`ModelSource::detect`]`(path)` / [`detect_source`] — what a path given as a model is
+//!   ([`SourceKind`]: GGUF, safetensors file, HF directory, Meta directory, bare
+//!   `tokenizer.model` or `tokenizer.json`), decided once by content from a bounded prefix;
+//!   anything else is [`FormatError::NotAModel`] saying what the path is not.
 //! - [`WeightFile::open`]`(path)` — detects the format ([`detect`]): a `.gguf` file, a
 //!   `.safetensors` file, an HF directory (`*.safetensors`, optional `model.safetensors.index.json`),
 //!   a Meta directory (`consolidated.NN.pth`). Then [`WeightFile::names`],
@@ -58,6 +62,7 @@ pub mod logits;
 pub mod mmap;
 pub mod pth;
 pub mod safetensors;
+pub mod source;
 pub mod tensor;
 pub mod weights;
 
@@ -68,5 +73,6 @@ pub use logits::{LogitsHeader, LogitsReader, LogitsWriter};
 pub use mmap::{Bytes, FileLoading, SharedBytes};
 pub use pth::{MetaCheckpoint, PthFile};
 pub use safetensors::{SafetensorsFile, SafetensorsModel};
+pub use source::{detect_source, ModelSource, SourceKind, TokenizerLocation};
 pub use tensor::{TensorData, TensorView};
 pub use weights::{detect, WeightFile, WeightFormat};

@@ -2,11 +2,12 @@
 
 use std::path::Path;
 
-use crate::error::{FormatError, Result};
+use crate::error::Result;
 use crate::gguf::GgufFile;
 use crate::mmap::{FileLoading, SharedBytes};
 use crate::pth::MetaCheckpoint;
-use crate::safetensors::{list_with_suffix, SafetensorsModel, SAFETENSORS_INDEX};
+use crate::safetensors::SafetensorsModel;
+use crate::source::ModelSource;
 use crate::tensor::{TensorData, TensorView};
 
 /// Any supported checkpoint, detected from the path.
@@ -30,46 +31,10 @@ pub enum WeightFormat {
     MetaPth,
 }
 
-/// Detects the checkpoint format of `path` without parsing it.
+/// Detects the checkpoint format of `path` without parsing it, by content
+/// ([`ModelSource::detect`]); a bare tokenizer is [`FormatError::NotAModel`].
 pub fn detect(path: &Path) -> Result<WeightFormat> {
-    if path.is_file() {
-        let mut magic = [0u8; 4];
-        let ok = std::fs::File::open(path)
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-            .is_ok();
-        if ok && magic == crate::gguf::GGUF_MAGIC {
-            return Ok(WeightFormat::Gguf);
-        }
-        if path.extension().is_some_and(|e| e == "safetensors") {
-            return Ok(WeightFormat::Safetensors);
-        }
-        if path.extension().is_some_and(|e| e == "gguf") {
-            return Ok(WeightFormat::Gguf);
-        }
-        return Err(FormatError::NotAModel {
-            path: path.to_path_buf(),
-            msg: "expected a .gguf or .safetensors file, or a model directory".into(),
-        });
-    }
-    if path.is_dir() {
-        if !list_with_suffix(path, ".pth")?.is_empty() && path.join("consolidated.00.pth").is_file()
-        {
-            return Ok(WeightFormat::MetaPth);
-        }
-        if path.join(SAFETENSORS_INDEX).is_file()
-            || !list_with_suffix(path, ".safetensors")?.is_empty()
-        {
-            return Ok(WeightFormat::Safetensors);
-        }
-        return Err(FormatError::NotAModel {
-            path: path.to_path_buf(),
-            msg: "directory has no consolidated.00.pth, model.safetensors.index.json or *.safetensors".into(),
-        });
-    }
-    Err(FormatError::io(
-        path,
-        std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
-    ))
+    ModelSource::detect(path)?.weight_format()
 }
 
 impl WeightFile {
@@ -82,8 +47,14 @@ impl WeightFile {
     /// Like [`WeightFile::open`], the files mapped or read into memory as `loading` decides
     /// ([`Bytes::open`](crate::mmap::Bytes::open)).
     pub fn open_with(path: impl AsRef<Path>, loading: FileLoading) -> Result<WeightFile> {
-        let path = path.as_ref();
-        match detect(path)? {
+        Self::open_source_with(&ModelSource::detect(path)?, loading)
+    }
+
+    /// Opens the weights of an already detected `source` (a bare tokenizer is
+    /// [`FormatError::NotAModel`]), loaded as `loading` says.
+    pub fn open_source_with(source: &ModelSource, loading: FileLoading) -> Result<WeightFile> {
+        let path = source.path();
+        match source.weight_format()? {
             WeightFormat::Gguf => Ok(WeightFile::Gguf(GgufFile::open_with(path, loading)?)),
             WeightFormat::Safetensors => Ok(WeightFile::Safetensors(SafetensorsModel::open_with(
                 path, loading,

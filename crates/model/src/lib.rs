@@ -13,6 +13,7 @@
 //! `kv_cache.rs`, `load.rs` + `weights.rs` (checkpoints to host weights), `config.rs`.
 
 pub mod backend;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod kv_cache;
@@ -22,6 +23,7 @@ pub mod load;
 pub mod weights;
 
 pub use backend::{Act, Backend, Cpu};
+pub use checkpoint::Checkpoint;
 pub use config::{meta_ffn_dim, Config, Llama3RopeScaling};
 pub use error::{ModelError, Result};
 pub use kv_cache::KvCache;

@@ -8,9 +8,10 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::Path;
 
-use llama31_formats::{detect, FileLoading, TensorData, TensorView, WeightFile, WeightFormat};
-use llama31_kernels::rope::{base_inv_freqs, llama3_scale, RopeLayout, RopeTable};
+use llama31_formats::{FileLoading, ModelSource, TensorData, TensorView, WeightFile, WeightFormat};
+use llama31_kernels::rope::{base_inv_freqs, llama3_scale, RopeTable};
 
+use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::error::{ModelError, Result};
 use crate::linear::Linear;
@@ -69,13 +70,6 @@ impl std::fmt::Debug for LoadOptions {
             .field("weights", &self.weights)
             .finish()
     }
-}
-
-fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| ModelError::Io {
-        path: path.display().to_string(),
-        source: e,
-    })
 }
 
 /// How [`Model::load_with_quant`] brings a file of `format` into memory when asked for
@@ -215,37 +209,23 @@ impl Model {
     /// are used as stored or dequantized as `opts.weights` says. The weights keep the ranges of
     /// the files they use in place alive; nothing else of the files is kept.
     pub fn load(path: impl AsRef<Path>, opts: LoadOptions) -> Result<Model> {
-        let path = path.as_ref();
+        Model::load_source(&ModelSource::detect(path.as_ref())?, opts)
+    }
+
+    /// [`Model::load`] of an already detected source (a bare tokenizer is an error).
+    pub fn load_source(source: &ModelSource, opts: LoadOptions) -> Result<Model> {
+        let path = source.path();
         let keep_quantized = opts.weights.keeps_quantized();
-        let format = detect(path)?;
+        let format = source.weight_format()?;
         let loading = file_loading_for(format, keep_quantized, opts.file_loading);
-        let file = WeightFile::open_with(path, loading)?;
+        let file = WeightFile::open_source_with(source, loading)?;
         let file = &file;
-        let (cfg, scheme, layout) = match format {
-            WeightFormat::Gguf => {
-                let g = file
-                    .as_gguf()
-                    .ok_or_else(|| ModelError::Config("not a GGUF file".into()))?;
-                (
-                    Config::from_gguf(g)?,
-                    NameScheme::Gguf,
-                    RopeLayout::Interleaved,
-                )
-            }
-            WeightFormat::Safetensors => {
-                let dir = if path.is_dir() {
-                    path
-                } else {
-                    path.parent().unwrap_or(path)
-                };
-                let cfg = Config::from_hf_config(&read_text(&dir.join("config.json"))?)?;
-                (cfg, NameScheme::Hf, RopeLayout::RotateHalf)
-            }
-            WeightFormat::MetaPth => {
-                let cfg = Config::from_meta_params(&read_text(&path.join("params.json"))?)?;
-                (cfg, NameScheme::Meta, RopeLayout::Interleaved)
-            }
-        };
+        let Checkpoint {
+            config: cfg,
+            scheme,
+            layout,
+            ..
+        } = Checkpoint::describe(source, file)?;
         let max_seq = opts.max_seq_len.unwrap_or(cfg.max_seq_len).max(1);
         tracing::info!(
             path = %path.display(),

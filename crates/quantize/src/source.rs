@@ -6,9 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use llama31_formats::{detect, DType, GgmlType, GgufValue, TensorView, WeightFile, WeightFormat};
+use llama31_formats::{
+    DType, FileLoading, GgmlType, GgufValue, ModelSource, TensorView, WeightFile,
+};
 use llama31_model::weights::{GlobalTensor, LayerTensor};
-use llama31_model::{Config, Llama3RopeScaling, NameScheme};
+use llama31_model::{Checkpoint, Config, Llama3RopeScaling, NameScheme};
 
 use crate::error::{QuantizeError, Result};
 use crate::plan::{llama_order, PlanModel, PlanTensor};
@@ -66,23 +68,12 @@ fn read_text(path: &Path) -> Result<String> {
 
 /// Opens a `.gguf` file, a Hugging Face directory or a Meta directory.
 pub(crate) fn open(path: &Path) -> Result<Input> {
-    let format = detect(path)?;
-    let file = WeightFile::open(path)?;
-    let mut input = match format {
-        WeightFormat::Gguf => from_gguf(file)?,
-        WeightFormat::Safetensors => {
-            let dir = if path.is_dir() {
-                path.to_path_buf()
-            } else {
-                path.parent().map(Path::to_path_buf).unwrap_or_default()
-            };
-            let cfg = Config::from_hf_config(&read_text(&dir.join("config.json"))?)?;
-            from_checkpoint(file, cfg, NameScheme::Hf, &dir)?
-        }
-        WeightFormat::MetaPth => {
-            let cfg = Config::from_meta_params(&read_text(&path.join("params.json"))?)?;
-            from_checkpoint(file, cfg, NameScheme::Meta, path)?
-        }
+    let source = ModelSource::detect(path)?;
+    let file = WeightFile::open_source_with(&source, FileLoading::Map)?;
+    let checkpoint = Checkpoint::describe(&source, &file)?;
+    let mut input = match checkpoint.scheme {
+        NameScheme::Gguf => from_gguf(file, &checkpoint.config)?,
+        scheme => from_checkpoint(file, checkpoint.config, scheme, &checkpoint.dir)?,
     };
     input.tensors.sort_by(|a, b| llama_order(&a.name, &b.name));
     Ok(input)
@@ -90,12 +81,11 @@ pub(crate) fn open(path: &Path) -> Result<Input> {
 
 const SPLIT_KEYS: [&str; 3] = ["split.no", "split.count", "split.tensors.count"];
 
-fn from_gguf(file: WeightFile) -> Result<Input> {
+fn from_gguf(file: WeightFile, cfg: &Config) -> Result<Input> {
     let g = file.as_gguf().ok_or_else(|| QuantizeError::Tensor {
         tensor: String::new(),
         msg: "not a GGUF file".into(),
     })?;
-    let cfg = Config::from_gguf(g)?;
     let metadata = g
         .metadata()
         .iter()
@@ -118,7 +108,7 @@ fn from_gguf(file: WeightFile) -> Result<Input> {
     Ok(Input {
         metadata,
         tensors,
-        model: plan_model(&cfg),
+        model: plan_model(cfg),
         file,
     })
 }

@@ -21,6 +21,7 @@ mod llama3_split;
 mod load;
 mod pre_hashes;
 mod pretok;
+mod source;
 mod specials;
 mod stream;
 mod unicode;
