@@ -104,7 +104,7 @@ impl LanguageModel for OneByOne<'_> {
         src: &Self::Cache,
         n: usize,
     ) -> Result<(), llama31_engine::EngineError> {
-        self.0.copy_prefix(dst, src, n)
+        LanguageModel::copy_prefix(self.0, dst, src, n)
     }
     fn forward_batch(
         &self,

@@ -26,7 +26,7 @@
 //!   row-major), [`GgufFile::tensor`], [`GgufFile::tensors`].
 //!   **GGUF stores dims innermost first (`ne[0]` = row length); `TensorView::shape` and
 //!   `GgufTensorInfo::shape` are reversed to row-major, outermost first.**
-//! - GGUF writer: [`GgufWriter`] (`add_metadata`, `add_tensor(name, GgmlType, row-major shape,
+//! - GGUF writer: [`GgufWriter`] (`add_metadata`, `add_tensor(name, DType, row-major shape,
 //!   bytes)`, `to_bytes`, `write_to`, `write_file`; streaming for large outputs: `add_tensor_info`,
 //!   then `write_header_to`, then `write_tensor_data(w, i, bytes)` per tensor in order); alignment
 //!   from `general.alignment` (default 32). Files are GGUF v3.
@@ -41,8 +41,9 @@
 //!   `VocabParallelEmbedding`), or dim 1 when the shard shapes show the Llama 2 layout.
 //! - llama.cpp's saved-logits file ([`logits`], `llama-perplexity --kl-divergence-base`):
 //!   [`LogitsWriter::create`]`(path, header)` + `write_chunk`, [`LogitsReader::open`] + `read_chunk`.
-//! - Types: [`GgmlType`] (ids, `block_size`, `type_size`, `bytes_for_shape`), [`DType`]
-//!   (`F32`, `F16`, `BF16`, ..., `Ggml(GgmlType)` for block-quantized types only).
+//! - Types: [`DType`], the one element type of the workspace: plain (`F32`, `F16`, `BF16`, ...,
+//!   `U8`, `Bool`) and ggml block-quantized (`Q4_0` ... `MXFP4`); `ggml_id`/`from_ggml_id`,
+//!   `block_size`, `type_size`, `bytes_for_shape`, `is_quantized`.
 //!
 //! ## Alignment of tensor data
 //! GGUF tensor data is aligned to `general.alignment` (the map itself is page aligned);
@@ -66,7 +67,7 @@ pub mod source;
 pub mod tensor;
 pub mod weights;
 
-pub use dtype::{DType, GgmlType};
+pub use dtype::DType;
 pub use error::{FormatError, Result};
 pub use gguf::{GgufArray, GgufFile, GgufTensorInfo, GgufValue, GgufValueType, GgufWriter};
 pub use logits::{LogitsHeader, LogitsReader, LogitsWriter};

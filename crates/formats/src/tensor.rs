@@ -8,7 +8,7 @@ use crate::dtype::DType;
 /// stores dims innermost first (`ne[0]` is the row length); the GGUF reader reverses them, so a
 /// GGUF tensor with `ne = [4096, 128256]` has `shape == [128256, 4096]`.
 ///
-/// For block-quantized types (`DType::Ggml`) the innermost dimension is a multiple of the block
+/// For block-quantized types (`DType::is_quantized`) the innermost dimension is a multiple of the block
 /// size and `data` holds `numel / block_size` blocks, rows one after the other.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorView<'a> {

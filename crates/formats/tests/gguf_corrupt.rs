@@ -2,7 +2,7 @@
 //! that each corruption gives the right typed error (never a panic). Cases follow llama.cpp's
 //! `tests/test-gguf.cpp`.
 
-use llama31_formats::{DType, FormatError, GgmlType, GgufArray, GgufFile, GgufValue, GgufWriter};
+use llama31_formats::{DType, FormatError, GgufArray, GgufFile, GgufValue, GgufWriter};
 
 fn find(hay: &[u8], needle: &[u8]) -> usize {
     hay.windows(needle.len())
@@ -55,9 +55,9 @@ fn sample() -> Vec<u8> {
     let t0 = f32_bytes(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     let q = vec![7u8; 18]; // one Q4_0 block
     let t2 = f32_bytes(&[0.0; 8]);
-    w.add_tensor("t.f32", GgmlType::F32, &[2, 3], t0)
-        .add_tensor("t.q4", GgmlType::Q4_0, &[1, 32], q)
-        .add_tensor("t.last", GgmlType::F32, &[8], t2);
+    w.add_tensor("t.f32", DType::F32, &[2, 3], t0)
+        .add_tensor("t.q4", DType::Q4_0, &[1, 32], q)
+        .add_tensor("t.last", DType::F32, &[8], t2);
     w.to_bytes().unwrap()
 }
 
@@ -141,7 +141,7 @@ fn round_trip_all_value_types() {
     );
     assert_eq!(g.tensor_info("t.f32").unwrap().ne, vec![3, 2]);
     let q = g.tensor("t.q4").unwrap();
-    assert_eq!(q.dtype, DType::Ggml(GgmlType::Q4_0));
+    assert_eq!(q.dtype, DType::Q4_0);
     assert_eq!(q.shape, vec![1, 32]);
     assert_eq!(q.data, &[7u8; 18]);
     for info in g.tensor_infos() {
@@ -157,8 +157,8 @@ fn round_trip_all_value_types() {
 fn custom_alignment_is_honoured() {
     let mut w = GgufWriter::new();
     w.add_metadata("general.alignment", 64u32)
-        .add_tensor("a", GgmlType::F32, &[3], f32_bytes(&[1.0, 2.0, 3.0]))
-        .add_tensor("b", GgmlType::F16, &[5], vec![0u8; 10]);
+        .add_tensor("a", DType::F32, &[3], f32_bytes(&[1.0, 2.0, 3.0]))
+        .add_tensor("b", DType::F16, &[5], vec![0u8; 10]);
     let g = open(w.to_bytes().unwrap()).unwrap();
     assert_eq!(g.alignment(), 64);
     assert_eq!(g.data_offset() % 64, 0);
@@ -168,14 +168,14 @@ fn custom_alignment_is_honoured() {
 #[test]
 fn writer_rejects_inconsistent_tensors() {
     let mut w = GgufWriter::new();
-    w.add_tensor("a", GgmlType::F32, &[3], vec![0u8; 11]);
+    w.add_tensor("a", DType::F32, &[3], vec![0u8; 11]);
     assert!(w.to_bytes().is_err());
     let mut w = GgufWriter::new();
-    w.add_tensor("a", GgmlType::Q4_0, &[31], vec![0u8; 18]);
+    w.add_tensor("a", DType::Q4_0, &[31], vec![0u8; 18]);
     assert!(w.to_bytes().is_err());
     let mut w = GgufWriter::new();
-    w.add_tensor("a", GgmlType::F32, &[1], vec![0u8; 4])
-        .add_tensor("a", GgmlType::F32, &[1], vec![0u8; 4]);
+    w.add_tensor("a", DType::F32, &[1], vec![0u8; 4])
+        .add_tensor("a", DType::F32, &[1], vec![0u8; 4]);
     assert!(w.to_bytes().is_err());
 }
 
@@ -385,7 +385,7 @@ fn invalid_alignment() {
         let mut w = GgufWriter::new();
         w.add_metadata("general.alignment", 64u32).add_tensor(
             "a",
-            GgmlType::F32,
+            DType::F32,
             &[16],
             vec![0u8; 64],
         );
@@ -419,8 +419,8 @@ fn duplicate_keys() {
 #[test]
 fn duplicate_tensor_names() {
     let mut w = GgufWriter::new();
-    w.add_tensor("aa", GgmlType::F32, &[8], vec![0u8; 32])
-        .add_tensor("ab", GgmlType::F32, &[8], vec![0u8; 32]);
+    w.add_tensor("aa", DType::F32, &[8], vec![0u8; 32])
+        .add_tensor("ab", DType::F32, &[8], vec![0u8; 32]);
     let mut b = w.to_bytes().unwrap();
     let at = find(&b, b"ab");
     b[at + 1] = b'a';
@@ -485,13 +485,13 @@ fn streamed_writer_matches_in_memory_writer() {
     let q = vec![3u8; 34];
     let mut w = GgufWriter::new();
     w.add_metadata("general.alignment", 64u32)
-        .add_tensor("a", GgmlType::F32, &[3], a.clone())
-        .add_tensor("q", GgmlType::Q8_0, &[1, 32], q.clone());
+        .add_tensor("a", DType::F32, &[3], a.clone())
+        .add_tensor("q", DType::Q8_0, &[1, 32], q.clone());
     let whole = w.to_bytes().unwrap();
     let mut s = GgufWriter::new();
     s.add_metadata("general.alignment", 64u32)
-        .add_tensor_info("a", GgmlType::F32, &[3])
-        .add_tensor_info("q", GgmlType::Q8_0, &[1, 32]);
+        .add_tensor_info("a", DType::F32, &[3])
+        .add_tensor_info("q", DType::Q8_0, &[1, 32]);
     assert!(
         s.to_bytes().is_err(),
         "data-less tensors cannot be written in one go"

@@ -1,7 +1,7 @@
 //! The real SmolLM2-135M-Instruct Q4_1 GGUF fixture.
 mod common;
 
-use llama31_formats::{DType, GgmlType, GgufFile, WeightFile};
+use llama31_formats::{DType, GgufFile, WeightFile};
 
 #[test]
 fn smollm2_q4_1_gguf() {
@@ -35,7 +35,7 @@ fn smollm2_q4_1_gguf() {
     assert_eq!(info.ne, vec![576, 49152]);
     let q = g.tensor("blk.0.attn_q.weight").unwrap();
     assert_eq!(q.shape, vec![576, 576]);
-    assert_eq!(q.dtype, DType::Ggml(GgmlType::Q4_1));
+    assert_eq!(q.dtype, DType::Q4_1);
     assert_eq!(q.data.len(), 576 * 576 / 32 * 20);
     let norm = g.tensor("output_norm.weight").unwrap();
     assert_eq!(norm.dtype, DType::F32);

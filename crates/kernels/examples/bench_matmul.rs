@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use llama31_kernels::{matmul, WeightDType, WeightRef};
+use llama31_kernels::{matmul, DType, WeightRef};
 
 fn main() {
     let a: Vec<usize> = std::env::args()
@@ -15,8 +15,8 @@ fn main() {
         a.get(2).copied().unwrap_or(1),
     );
     let x: Vec<f32> = (0..n * cols).map(|i| (i % 7) as f32 * 0.1).collect();
-    for dt in [WeightDType::F32, WeightDType::BF16, WeightDType::F16] {
-        let bytes = vec![0x3cu8; rows * cols * dt.size()];
+    for dt in [DType::F32, DType::BF16, DType::F16] {
+        let bytes = vec![0x3cu8; rows * cols * dt.type_size()];
         let w = WeightRef::new(dt, &bytes, rows, cols).expect("sizes");
         let mut out = vec![0.0f32; n * rows];
         matmul(&mut out, &x, n, &w).expect("matmul");

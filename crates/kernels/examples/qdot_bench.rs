@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use llama31_kernels::qdot::{quantize_activations, vec_dot_avx2, vec_dot_scalar, vec_dot_type};
 use llama31_kernels::quantize::quantize_to_vec;
-use llama31_kernels::QuantType;
+use llama31_kernels::DType;
 
 fn main() {
     let a: Vec<usize> = std::env::args()
@@ -18,16 +18,16 @@ fn main() {
     let w: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
     let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
     for ty in [
-        QuantType::Q4_0,
-        QuantType::Q8_0,
-        QuantType::Q4_1,
-        QuantType::Q5_0,
-        QuantType::Q5_1,
-        QuantType::Q4K,
-        QuantType::Q6K,
+        DType::Q4_0,
+        DType::Q8_0,
+        DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
+        DType::Q4_K,
+        DType::Q6_K,
     ] {
         let wb = quantize_to_vec(ty, &w).expect("quantize weights");
-        let ab = quantize_activations(vec_dot_type(ty), &x).expect("quantize activations");
+        let ab = quantize_activations(vec_dot_type(ty).unwrap(), &x).expect("quantize activations");
         let time = |f: &dyn Fn() -> f32| {
             let t = Instant::now();
             let mut s = 0.0f32;

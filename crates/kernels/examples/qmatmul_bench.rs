@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use llama31_kernels::matmul::matmul_quantized;
 use llama31_kernels::quantize::quantize_to_vec;
-use llama31_kernels::QuantType;
+use llama31_kernels::DType;
 
 fn main() {
     let a: Vec<usize> = std::env::args()
@@ -18,12 +18,12 @@ fn main() {
     let iters = a.get(2).copied().unwrap_or(20);
     let w: Vec<f32> = (0..rows * cols).map(|i| (i as f32 * 0.37).sin()).collect();
     for ty in [
-        QuantType::Q4_0,
-        QuantType::Q4_1,
-        QuantType::Q8_0,
-        QuantType::Q4K,
-        QuantType::Q5K,
-        QuantType::Q6K,
+        DType::Q4_0,
+        DType::Q4_1,
+        DType::Q8_0,
+        DType::Q4_K,
+        DType::Q5_K,
+        DType::Q6_K,
     ] {
         let wq = quantize_to_vec(ty, &w).expect("quantize");
         let mut act = Vec::new();

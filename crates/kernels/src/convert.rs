@@ -2,40 +2,35 @@
 
 use crate::quants::f16::f16_to_f32_fast;
 pub use crate::quants::f16::{bf16_to_f32, f16_to_f32};
-use crate::{check_len, mul, Result};
+use crate::{check_len, mul, DType, KernelError, Result};
 
-/// Storage type of a weight matrix that matmul reads directly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WeightDType {
-    F32,
-    F16,
-    BF16,
-}
-
-impl WeightDType {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            WeightDType::F32 => 4,
-            WeightDType::F16 | WeightDType::BF16 => 2,
-        }
+/// Bytes per element of a float type that matmul reads directly (F32, F16, BF16);
+/// [`KernelError::Unsupported`] for any other.
+pub fn float_size(dtype: DType) -> Result<usize> {
+    match dtype {
+        DType::F32 => Ok(4),
+        DType::F16 | DType::BF16 => Ok(2),
+        other => Err(KernelError::Unsupported(other)),
     }
 }
 
-/// A little-endian weight matrix `[rows, cols]`, row-major, as raw bytes (any alignment).
+/// A little-endian weight matrix `[rows, cols]` of F32, F16 or BF16, row-major, as raw bytes
+/// (any alignment).
 #[derive(Debug, Clone, Copy)]
 pub struct WeightRef<'a> {
-    pub dtype: WeightDType,
+    pub dtype: DType,
     pub bytes: &'a [u8],
     pub rows: usize,
     pub cols: usize,
 }
 
 impl<'a> WeightRef<'a> {
-    /// Creates a view, checking that `bytes` holds exactly `rows * cols` elements.
-    pub fn new(dtype: WeightDType, bytes: &'a [u8], rows: usize, cols: usize) -> Result<Self> {
+    /// Creates a view, checking that `dtype` is F32, F16 or BF16 and that `bytes` holds exactly
+    /// `rows * cols` elements.
+    pub fn new(dtype: DType, bytes: &'a [u8], rows: usize, cols: usize) -> Result<Self> {
+        let es = float_size(dtype)?;
         let n = mul("weight elements", rows, cols)?;
-        let nb = mul("weight bytes", n, dtype.size())?;
+        let nb = mul("weight bytes", n, es)?;
         check_len("weight bytes", nb, bytes.len())?;
         Ok(Self {
             dtype,
@@ -48,13 +43,13 @@ impl<'a> WeightRef<'a> {
     /// Bytes of one row.
     #[inline]
     pub fn row_bytes(&self) -> usize {
-        self.cols * self.dtype.size()
+        self.cols * self.dtype.type_size()
     }
 
     /// Decodes rows `[row, row + out.len() / cols)` into `out` as f32.
     /// `out.len()` must be a multiple of `cols` and the rows must exist.
     pub fn decode_rows(&self, row: usize, out: &mut [f32]) -> Result<()> {
-        let es = self.dtype.size();
+        let es = float_size(self.dtype)?;
         let start = mul("row offset", row, self.row_bytes())?;
         let nbytes = mul("rows bytes", out.len(), es)?;
         let end = start
@@ -68,36 +63,38 @@ impl<'a> WeightRef<'a> {
                 expected: end,
                 got: self.bytes.len(),
             })?;
-        decode_into(self.dtype, src, out);
-        Ok(())
+        decode_into(self.dtype, src, out)
     }
 }
 
 /// Decodes little-endian bytes of `dtype` into `out` (`src.len() == out.len() * size`).
-/// Extra bytes/elements beyond the shorter side are ignored.
-pub fn decode_into(dtype: WeightDType, src: &[u8], out: &mut [f32]) {
+/// Extra bytes/elements beyond the shorter side are ignored. `dtype` must be F32, F16 or BF16,
+/// else [`KernelError::Unsupported`].
+pub fn decode_into(dtype: DType, src: &[u8], out: &mut [f32]) -> Result<()> {
     match dtype {
-        WeightDType::F32 => {
+        DType::F32 => {
             for (o, b) in out.iter_mut().zip(src.chunks_exact(4)) {
                 *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             }
         }
-        WeightDType::BF16 => {
+        DType::BF16 => {
             for (o, b) in out.iter_mut().zip(src.chunks_exact(2)) {
                 *o = bf16_to_f32(u16::from_le_bytes([b[0], b[1]]));
             }
         }
-        WeightDType::F16 => {
+        DType::F16 => {
             for (o, b) in out.iter_mut().zip(src.chunks_exact(2)) {
                 *o = f16_to_f32_fast(u16::from_le_bytes([b[0], b[1]]));
             }
         }
+        other => return Err(KernelError::Unsupported(other)),
     }
+    Ok(())
 }
 
 /// Decodes a whole byte slice of `dtype` to a new f32 vector.
-pub fn to_f32_vec(dtype: WeightDType, src: &[u8]) -> Result<Vec<f32>> {
-    let es = dtype.size();
+pub fn to_f32_vec(dtype: DType, src: &[u8]) -> Result<Vec<f32>> {
+    let es = float_size(dtype)?;
     if !src.len().is_multiple_of(es) {
         return Err(crate::KernelError::Invalid(format!(
             "{} bytes is not a multiple of the element size {es}",
@@ -105,7 +102,7 @@ pub fn to_f32_vec(dtype: WeightDType, src: &[u8]) -> Result<Vec<f32>> {
         )));
     }
     let mut out = vec![0.0f32; src.len() / es];
-    decode_into(dtype, src, &mut out);
+    decode_into(dtype, src, &mut out)?;
     Ok(out)
 }
 
@@ -116,9 +113,13 @@ mod tests {
     #[test]
     fn weight_ref_rejects_wrong_length() {
         let b = [0u8; 10];
-        assert!(WeightRef::new(WeightDType::F16, &b, 2, 3).is_err());
-        assert!(WeightRef::new(WeightDType::F16, &b, 1, 5).is_ok());
-        assert!(WeightRef::new(WeightDType::F32, &b, usize::MAX, 2).is_err());
+        assert!(WeightRef::new(DType::F16, &b, 2, 3).is_err());
+        assert!(WeightRef::new(DType::F16, &b, 1, 5).is_ok());
+        assert!(WeightRef::new(DType::F32, &b, usize::MAX, 2).is_err());
+        assert_eq!(
+            WeightRef::new(DType::Q8_0, &b, 1, 5).unwrap_err(),
+            KernelError::Unsupported(DType::Q8_0)
+        );
     }
 
     #[test]
@@ -128,7 +129,7 @@ mod tests {
         for v in [1.0f32, -3.5, 0.5, 2.0] {
             buf.extend_from_slice(&((v.to_bits() >> 16) as u16).to_le_bytes());
         }
-        let w = WeightRef::new(WeightDType::BF16, &buf[1..], 2, 2).unwrap();
+        let w = WeightRef::new(DType::BF16, &buf[1..], 2, 2).unwrap();
         let mut out = [0.0f32; 2];
         w.decode_rows(1, &mut out).unwrap();
         assert_eq!(out, [0.5, 2.0]);

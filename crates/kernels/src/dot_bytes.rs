@@ -4,30 +4,34 @@
 
 use std::sync::OnceLock;
 
-use crate::convert::{bf16_to_f32, f16_to_f32, WeightDType};
+use crate::convert::{bf16_to_f32, f16_to_f32};
+use crate::DType;
 
-/// Signature of a bytes·f32 dot implementation: `(dtype, weight row bytes, x)`.
-pub type DotBytesFn = fn(WeightDType, &[u8], &[f32]) -> f32;
+/// Signature of a bytes·f32 dot implementation: `(dtype, weight row bytes, x)`. `dtype` must be
+/// F32, F16 or BF16 (checked once per call by the callers, e.g. [`crate::WeightRef::new`] and
+/// [`crate::matmul()`]); any other type panics.
+pub type DotBytesFn = fn(DType, &[u8], &[f32]) -> f32;
 
 /// Portable twin: the oracle for the SIMD version.
-pub fn dot_bytes_scalar(dtype: WeightDType, w: &[u8], x: &[f32]) -> f32 {
+pub fn dot_bytes_scalar(dtype: DType, w: &[u8], x: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     match dtype {
-        WeightDType::F32 => {
+        DType::F32 => {
             for (i, (b, xv)) in w.chunks_exact(4).zip(x).enumerate() {
                 acc[i % 8] += f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * xv;
             }
         }
-        WeightDType::BF16 => {
+        DType::BF16 => {
             for (i, (b, xv)) in w.chunks_exact(2).zip(x).enumerate() {
                 acc[i % 8] += bf16_to_f32(u16::from_le_bytes([b[0], b[1]])) * xv;
             }
         }
-        WeightDType::F16 => {
+        DType::F16 => {
             for (i, (b, xv)) in w.chunks_exact(2).zip(x).enumerate() {
                 acc[i % 8] += f16_to_f32(u16::from_le_bytes([b[0], b[1]])) * xv;
             }
         }
+        other => panic!("dot_bytes: {other} is not F32, F16 or BF16"),
     }
     acc.iter().sum()
 }
@@ -50,7 +54,7 @@ fn dot_f32_dispatch(w: &[f32], x: &[f32]) -> f32 {
     // slice covers exactly the memory of `w`, which stays borrowed for the call.
     let bytes =
         unsafe { std::slice::from_raw_parts(w.as_ptr().cast::<u8>(), std::mem::size_of_val(w)) };
-    dot_bytes_fn()(WeightDType::F32, bytes, x)
+    dot_bytes_fn()(DType::F32, bytes, x)
 }
 
 /// See [`DotF32Fn`].
@@ -63,9 +67,9 @@ pub fn dot_f32_fn() -> DotF32Fn {
 /// ([`crate::cpu::cpu`]); slice bounds are checked inside.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_bytes_avx2(dtype: WeightDType, w: &[u8], x: &[f32]) -> f32 {
+unsafe fn dot_bytes_avx2(dtype: DType, w: &[u8], x: &[f32]) -> f32 {
     use std::arch::x86_64::*;
-    let n = x.len().min(w.len() / dtype.size());
+    let n = x.len().min(w.len() / dtype.type_size());
     let pw = w.as_ptr();
     let px = x.as_ptr();
     let mut acc0 = _mm256_setzero_ps();
@@ -75,7 +79,7 @@ unsafe fn dot_bytes_avx2(dtype: WeightDType, w: &[u8], x: &[f32]) -> f32 {
     // both `w` (n · size bytes) and `x`; all loads are unaligned loads (`loadu`).
     unsafe {
         match dtype {
-            WeightDType::F32 => {
+            DType::F32 => {
                 while i + 16 <= n {
                     let w0 = _mm256_loadu_ps(pw.add(4 * i) as *const f32);
                     let w1 = _mm256_loadu_ps(pw.add(4 * i + 32) as *const f32);
@@ -84,7 +88,7 @@ unsafe fn dot_bytes_avx2(dtype: WeightDType, w: &[u8], x: &[f32]) -> f32 {
                     i += 16;
                 }
             }
-            WeightDType::BF16 => {
+            DType::BF16 => {
                 while i + 16 <= n {
                     let raw = _mm256_loadu_si256(pw.add(2 * i) as *const __m256i);
                     let lo = _mm256_cvtepu16_epi32(_mm256_castsi256_si128(raw));
@@ -96,7 +100,7 @@ unsafe fn dot_bytes_avx2(dtype: WeightDType, w: &[u8], x: &[f32]) -> f32 {
                     i += 16;
                 }
             }
-            WeightDType::F16 => {
+            DType::F16 => {
                 while i + 16 <= n {
                     let w0 = _mm256_cvtph_ps(_mm_loadu_si128(pw.add(2 * i) as *const __m128i));
                     let w1 = _mm256_cvtph_ps(_mm_loadu_si128(pw.add(2 * i + 16) as *const __m128i));
@@ -105,18 +109,19 @@ unsafe fn dot_bytes_avx2(dtype: WeightDType, w: &[u8], x: &[f32]) -> f32 {
                     i += 16;
                 }
             }
+            other => panic!("dot_bytes: {other} is not F32, F16 or BF16"),
         }
     }
     let acc = _mm256_add_ps(acc0, acc1);
     let s = _mm_add_ps(_mm256_extractf128_ps(acc, 1), _mm256_castps256_ps128(acc));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    let es = dtype.size();
+    let es = dtype.type_size();
     _mm_cvtss_f32(s) + dot_bytes_scalar(dtype, &w[i * es..n * es], &x[i..n])
 }
 
 #[cfg(target_arch = "x86_64")]
-fn dot_bytes_avx2_entry(dtype: WeightDType, w: &[u8], x: &[f32]) -> f32 {
+fn dot_bytes_avx2_entry(dtype: DType, w: &[u8], x: &[f32]) -> f32 {
     // SAFETY: only selected by `dot_bytes_fn` after run-time detection of AVX2, FMA and F16C.
     unsafe { dot_bytes_avx2(dtype, w, x) }
 }
@@ -147,17 +152,14 @@ mod tests {
                 .map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.25)
                 .collect();
             let wv: Vec<f32> = (0..n).map(|i| ((i * 13 % 7) as f32 - 3.0) * 0.5).collect();
-            for dt in [WeightDType::F32, WeightDType::F16, WeightDType::BF16] {
+            for dt in [DType::F32, DType::F16, DType::BF16] {
                 let mut bytes = vec![0u8]; // misalign by one byte
                 for v in &wv {
                     match dt {
-                        WeightDType::F32 => bytes.extend(v.to_le_bytes()),
-                        WeightDType::F16 => {
-                            bytes.extend(half::f16::from_f32(*v).to_bits().to_le_bytes())
-                        }
-                        WeightDType::BF16 => {
-                            bytes.extend(((v.to_bits() >> 16) as u16).to_le_bytes())
-                        }
+                        DType::F32 => bytes.extend(v.to_le_bytes()),
+                        DType::F16 => bytes.extend(half::f16::from_f32(*v).to_bits().to_le_bytes()),
+                        DType::BF16 => bytes.extend(((v.to_bits() >> 16) as u16).to_le_bytes()),
+                        _ => unreachable!(),
                     }
                 }
                 let exact: f32 = wv.iter().zip(&x).map(|(a, b)| a * b).sum();

@@ -24,10 +24,11 @@ pub mod quants;
 pub mod rope;
 
 pub use attention::{attention, AttentionShape};
-pub use convert::{bf16_to_f32, f16_to_f32, WeightDType, WeightRef};
+pub use convert::{bf16_to_f32, f16_to_f32, WeightRef};
+pub use llama31_formats::DType;
 pub use matmul::{dot, matmul};
 pub use ops::{add_assign, rmsnorm, silu, softmax, swiglu};
-pub use quant::{dequantize, QuantType};
+pub use quant::dequantize;
 pub use rope::{RopeLayout, RopeTable};
 
 /// Errors from kernels: sizes that do not agree.
@@ -46,6 +47,9 @@ pub enum KernelError {
     /// An argument is invalid (e.g. odd head dimension for RoPE).
     #[error("{0}")]
     Invalid(String),
+    /// The operation has no kernel for this element type.
+    #[error("no kernel for element type {0} here")]
+    Unsupported(DType),
 }
 
 /// Result alias for kernels.
@@ -67,11 +71,8 @@ pub(crate) fn mul(what: &'static str, a: usize, b: usize) -> Result<usize> {
     a.checked_mul(b).ok_or(KernelError::Overflow(what))
 }
 
-/// Checks that `bytes` holds exactly `n` elements of `dtype`.
-pub fn check_bytes(dtype: WeightDType, bytes: &[u8], n: usize) -> Result<()> {
-    check_len(
-        "tensor bytes",
-        mul("tensor bytes", n, dtype.size())?,
-        bytes.len(),
-    )
+/// Checks that `bytes` holds exactly `n` elements of the plain (not block-quantized) `dtype`.
+pub fn check_bytes(dtype: DType, bytes: &[u8], n: usize) -> Result<()> {
+    let es = dtype.elem_size().ok_or(KernelError::Unsupported(dtype))?;
+    check_len("tensor bytes", mul("tensor bytes", n, es)?, bytes.len())
 }

@@ -229,7 +229,7 @@ pub fn matmul(out: &mut [f32], x: &[f32], n: usize, w: &WeightRef<'_>) -> Result
         mul(
             "matmul weight",
             mul("matmul weight", rows, cols)?,
-            w.dtype.size(),
+            crate::convert::float_size(w.dtype)?,
         )?,
         w.bytes.len(),
     )?;
@@ -337,16 +337,18 @@ pub fn matmul_quantized(
     out: &mut [f32],
     x: &[f32],
     n: usize,
-    ty: crate::quant::QuantType,
+    ty: crate::DType,
     w: &[u8],
     rows: usize,
     cols: usize,
     act: &mut Vec<u8>,
 ) -> Result<()> {
     use crate::qdot::{quantize_activations_into, vec_dot_fn, vec_dot_type};
+    use crate::quants::bytes_for;
+    let at = vec_dot_type(ty)?;
     check_len("matmul input", mul("matmul input", n, cols)?, x.len())?;
     check_len("matmul output", mul("matmul output", n, rows)?, out.len())?;
-    let wrb = ty.bytes_for(cols)?;
+    let wrb = bytes_for(ty, cols)?;
     check_len(
         "quantized matmul weight bytes",
         mul("quantized matmul weight", rows, wrb)?,
@@ -355,8 +357,7 @@ pub fn matmul_quantized(
     if n == 0 || rows == 0 {
         return Ok(());
     }
-    let at = vec_dot_type(ty);
-    let arb = at.bytes_for(cols)?;
+    let arb = bytes_for(at, cols)?;
     let need = mul("quantized activations", n, arb)?;
     if act.len() < need {
         act.resize(need, 0);
@@ -380,7 +381,7 @@ pub fn matmul_quantized(
     }
     // Sizes are checked above: every weight row is `wrb` bytes of whole blocks, every activation
     // row `arb` bytes for the same `cols`.
-    let dotf = vec_dot_fn(ty);
+    let dotf = vec_dot_fn(ty)?;
     let dotq = |wr: &[u8], a: &[u8]| dotf(wr, a);
     let threads = rayon::current_num_threads().max(1);
     if n == 1 {
@@ -425,12 +426,14 @@ pub fn matvec_quantized_many(
     outs: &mut [&mut [f32]],
     ws: &[&[u8]],
     x: &[f32],
-    ty: crate::quant::QuantType,
+    ty: crate::DType,
     cols: usize,
     act: &mut Vec<u8>,
 ) -> Result<()> {
     use crate::qdot::{quantize_activations_into, vec_dot_type};
+    use crate::quants::bytes_for;
     const MAX: usize = 4;
+    let at = vec_dot_type(ty)?;
     if outs.len() != ws.len() || outs.len() > MAX {
         return Err(crate::KernelError::Invalid(format!(
             "{} outputs for {} matrices (at most {MAX})",
@@ -439,7 +442,7 @@ pub fn matvec_quantized_many(
         )));
     }
     check_len("matvec input", cols, x.len())?;
-    let wrb = ty.bytes_for(cols)?;
+    let wrb = bytes_for(ty, cols)?;
     for (o, w) in outs.iter().zip(ws) {
         check_len(
             "quantized matvec weight bytes",
@@ -449,8 +452,7 @@ pub fn matvec_quantized_many(
     }
     #[cfg(target_arch = "x86_64")]
     if crate::qgemm::available(ty) {
-        let at = vec_dot_type(ty);
-        let arb = at.bytes_for(cols)?;
+        let arb = bytes_for(at, cols)?;
         if act.len() < arb {
             act.resize(arb, 0);
         }
@@ -512,7 +514,7 @@ thread_local! {
 #[allow(clippy::too_many_arguments)]
 fn tiled_quantized(
     out: &mut [f32],
-    ty: crate::quant::QuantType,
+    ty: crate::DType,
     w: &[u8],
     wrb: usize,
     act: &[u8],
@@ -661,7 +663,7 @@ type ActRows<'f, 'a> = (
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn x8_rows<'a>(
-    ty: crate::quant::QuantType,
+    ty: crate::DType,
     w: &[u8],
     wrb: usize,
     (r0, r1): (usize, usize),
@@ -678,7 +680,7 @@ unsafe fn x8_rows<'a>(
     let Some(isa) = crate::qgemm::isa() else {
         return r0;
     };
-    let nb = wrb / ty.block_bytes();
+    let nb = wrb / ty.type_size();
     let gb = group_bytes(ty, nb);
     X8.with(|buf| {
         let mut buf = buf.borrow_mut();
@@ -729,7 +731,7 @@ unsafe fn x8_rows<'a>(
 /// `[n × rows]` output.
 #[cfg(target_arch = "x86_64")]
 struct QuadTiles<'a> {
-    ty: crate::quant::QuantType,
+    ty: crate::DType,
     w: &'a [u8],
     wrb: usize,
     acts: [&'a [u8]; 4],
@@ -768,7 +770,7 @@ impl QuadTiles<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::convert::WeightDType;
+    use crate::DType;
 
     fn lcg(seed: &mut u64) -> f32 {
         *seed = seed
@@ -836,9 +838,9 @@ mod tests {
             .collect();
         let ref16 = naive(&x, &wf16, n, rows, cols);
         for (dt, bytes, r) in [
-            (WeightDType::F32, &f32_bytes, &reference),
-            (WeightDType::BF16, &bf16_bytes, &reference),
-            (WeightDType::F16, &f16_bytes, &ref16),
+            (DType::F32, &f32_bytes, &reference),
+            (DType::BF16, &bf16_bytes, &reference),
+            (DType::F16, &f16_bytes, &ref16),
         ] {
             let w = WeightRef::new(dt, bytes, rows, cols).unwrap();
             let mut out = vec![0.0f32; n * rows];
@@ -857,13 +859,14 @@ mod tests {
         let (rows, cols) = (37usize, 100usize);
         let wf: Vec<f32> = (0..rows * cols).map(|_| lcg(&mut seed)).collect();
         let x: Vec<f32> = (0..20 * cols).map(|_| lcg(&mut seed)).collect();
-        for dtype in [WeightDType::F32, WeightDType::F16, WeightDType::BF16] {
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
             let bytes: Vec<u8> = wf
                 .iter()
                 .flat_map(|v| match dtype {
-                    WeightDType::F32 => v.to_le_bytes().to_vec(),
-                    WeightDType::F16 => half::f16::from_f32(*v).to_bits().to_le_bytes().to_vec(),
-                    WeightDType::BF16 => half::bf16::from_f32(*v).to_bits().to_le_bytes().to_vec(),
+                    DType::F32 => v.to_le_bytes().to_vec(),
+                    DType::F16 => half::f16::from_f32(*v).to_bits().to_le_bytes().to_vec(),
+                    DType::BF16 => half::bf16::from_f32(*v).to_bits().to_le_bytes().to_vec(),
+                    _ => unreachable!(),
                 })
                 .collect();
             let w = WeightRef {
@@ -910,7 +913,7 @@ mod tests {
     #[test]
     fn matmul_rejects_bad_sizes() {
         let wb = vec![0u8; 4 * 6];
-        let w = WeightRef::new(WeightDType::F32, &wb, 2, 3).unwrap();
+        let w = WeightRef::new(DType::F32, &wb, 2, 3).unwrap();
         let mut out = vec![0.0; 2];
         assert!(matmul(&mut out, &[0.0; 5], 1, &w).is_err());
         assert!(matmul(&mut out[..1], &[0.0; 3], 1, &w).is_err());
@@ -921,16 +924,16 @@ mod tests {
     /// activation row quantized by itself (legacy quants may differ by f32 reordering only).
     #[test]
     fn matvec_quantized_many_equals_one_matrix_at_a_time() {
-        use crate::quant::QuantType;
         use crate::quantize::quantize_to_vec;
+        use crate::DType;
         let mut seed = 5;
         let cols = 512usize;
         for ty in [
-            QuantType::Q4_1,
-            QuantType::Q8_0,
-            QuantType::Q4K,
-            QuantType::Q6K,
-            QuantType::Q5_0,
+            DType::Q4_1,
+            DType::Q8_0,
+            DType::Q4_K,
+            DType::Q6_K,
+            DType::Q5_0,
         ] {
             let rows = [37usize, 8, 21];
             let ws: Vec<Vec<u8>> = rows
@@ -967,25 +970,25 @@ mod tests {
     #[test]
     fn matmul_quantized_matches_scalar_oracle() {
         use crate::qdot::{quantize_activations, vec_dot_scalar, vec_dot_type};
-        use crate::quant::QuantType;
         use crate::quantize::quantize_to_vec;
+        use crate::DType;
         let mut seed = 11;
         let (rows, cols) = (37usize, 512usize);
         for ty in [
-            QuantType::Q4_0,
-            QuantType::Q4_1,
-            QuantType::Q5_0,
-            QuantType::Q5_1,
-            QuantType::Q8_0,
-            QuantType::Q4K,
-            QuantType::Q5K,
-            QuantType::Q6K,
+            DType::Q4_0,
+            DType::Q4_1,
+            DType::Q5_0,
+            DType::Q5_1,
+            DType::Q8_0,
+            DType::Q4_K,
+            DType::Q5_K,
+            DType::Q6_K,
         ] {
             let wf: Vec<f32> = (0..rows * cols).map(|_| lcg(&mut seed)).collect();
             let Ok(wq) = quantize_to_vec(ty, &wf) else {
                 continue;
             };
-            let wrb = ty.bytes_for(cols).unwrap();
+            let wrb = crate::quants::bytes_for(ty, cols).unwrap();
             let mut act = Vec::new();
             let mut single = Vec::new();
             for n in [1usize, 3, 9] {
@@ -1004,8 +1007,11 @@ mod tests {
                     assert_eq!(a.to_bits(), b.to_bits(), "{ty:?} n={n} index {i}");
                 }
                 for t in 0..n {
-                    let a = quantize_activations(vec_dot_type(ty), &x[t * cols..(t + 1) * cols])
-                        .unwrap();
+                    let a = quantize_activations(
+                        vec_dot_type(ty).unwrap(),
+                        &x[t * cols..(t + 1) * cols],
+                    )
+                    .unwrap();
                     for r in 0..rows {
                         let want =
                             vec_dot_scalar(ty, &wq[r * wrb..(r + 1) * wrb], &a, cols).unwrap();

@@ -8,13 +8,14 @@
 //! [`crate::qdot::vec_dot`]; the tests compare against it within the per-type budgets.
 //!
 //! This module is the driver: the kernels live with their block types in [`crate::quants`]
-//! ([`crate::quants::GgmlType::tile_kernel`]) and are chosen once per call or tile.
+//! ([`crate::quants::BlockType::tile_kernel`]) and are chosen once per call or tile.
 
 // Tiles index several arrays (weights, activations, accumulators) by the same row index.
 #![allow(clippy::needless_range_loop)]
 
 use crate::cpu::{cpu, Isa};
-use crate::quants::{dispatch, ActFormat, BlockFormat, GgmlType, QuantType};
+use crate::quants::{dispatch, ActFormat, BlockFormat, BlockType};
+use crate::DType;
 
 /// Every instruction set of [`Isa`] this CPU runs (empty without AVX2/FMA/F16C).
 #[cfg(test)]
@@ -31,20 +32,20 @@ pub(crate) fn isa() -> Option<Isa> {
 
 /// Whether batched products of `ty` should use tiles of four weight rows × four activation rows
 /// (the VNNI Q8_0 kernel: 16 accumulators fit AVX-512VL's 32 registers) rather than two × four.
-pub(crate) fn wide_tiles(ty: QuantType) -> bool {
-    isa().is_some_and(|isa| dispatch!(ty, T => T::wide_tiles(isa)))
+pub(crate) fn wide_tiles(ty: DType) -> bool {
+    isa().is_some_and(|isa| dispatch!(ty, T => T::wide_tiles(isa), _ => false))
 }
 
 /// Whether a tiled kernel exists for `ty` on this CPU.
-pub(crate) fn available(ty: QuantType) -> bool {
-    dispatch!(ty, T => T::tile_kernel::<1, 1>(Isa::Avx2).is_some()) && isa().is_some()
+pub(crate) fn available(ty: DType) -> bool {
+    dispatch!(ty, T => T::tile_kernel::<1, 1>(Isa::Avx2).is_some(), _ => false) && isa().is_some()
 }
 
 /// The f32 scales of one activation row: `d` of every block (and `s` for Q8_1), interleaved as
 /// `[d0, s0, d1, s1, …]` for Q8_1 and `[d0, d1, …]` for Q8_0 and Q8_K (whose group sums the
 /// kernels read from the block itself).
-pub(crate) fn act_scales(ty: QuantType, act_row: &[u8], out: &mut Vec<f32>) {
-    dispatch!(ty, T => <<T as GgmlType>::VecDotType as ActFormat>::act_scales(act_row, out))
+pub(crate) fn act_scales(ty: DType, act_row: &[u8], out: &mut Vec<f32>) {
+    dispatch!(ty, T => <<T as BlockType>::VecDotType as ActFormat>::act_scales(act_row, out))
 }
 
 /// `out[i][j] = ws[i] · acts[j]` for a tile of `RW` weight rows and `R` activation rows
@@ -53,7 +54,7 @@ pub(crate) fn act_scales(ty: QuantType, act_row: &[u8], out: &mut Vec<f32>) {
 /// does not depend on which rows share its tile. The caller has checked that `available(ty)`
 /// and that all rows are whole, matching blocks.
 pub(crate) fn dot_tile<const RW: usize, const R: usize>(
-    ty: QuantType,
+    ty: DType,
     ws: [&[u8]; RW],
     acts: [&[u8]; R],
     scales: [&[f32]; R],
@@ -69,7 +70,7 @@ pub(crate) fn dot_tile<const RW: usize, const R: usize>(
 /// one dispatch for all rows, each row the same kernel call as a 1 × 1 [`dot_tile`]. The caller
 /// has checked that `available(ty)` and that the rows are whole, matching blocks.
 pub(crate) fn dot_rows(
-    ty: QuantType,
+    ty: DType,
     w: &[u8],
     wrb: usize,
     act: &[u8],
@@ -108,7 +109,7 @@ pub type Kernel<const RW: usize, const R: usize> = unsafe fn(&Tile<RW, R>, &mut 
 /// # Panics
 /// If `ty` has no tiled kernels (callers check [`available`]).
 #[inline]
-fn kernel<const RW: usize, const R: usize>(ty: QuantType, isa: Isa) -> Kernel<RW, R> {
+fn kernel<const RW: usize, const R: usize>(ty: DType, isa: Isa) -> Kernel<RW, R> {
     match dispatch!(ty, T => T::tile_kernel::<RW, R>(isa)) {
         Some(k) => k,
         None => panic!("{ty:?} has no tiled kernels"),
@@ -118,11 +119,11 @@ fn kernel<const RW: usize, const R: usize>(ty: QuantType, isa: Isa) -> Kernel<RW
 /// Bytes of a weight block, bytes of an activation block and activation scales per block of
 /// the tiled kernels of `ty`.
 #[inline]
-fn block_sizes(ty: QuantType) -> (usize, usize, usize) {
+fn block_sizes(ty: DType) -> (usize, usize, usize) {
     dispatch!(ty, T => (
         T::BLCK_BYTES,
-        <<T as GgmlType>::VecDotType as BlockFormat>::BLCK_BYTES,
-        <<T as GgmlType>::VecDotType as ActFormat>::SCALES_PER_BLOCK,
+        <<T as BlockType>::VecDotType as BlockFormat>::BLCK_BYTES,
+        <<T as BlockType>::VecDotType as ActFormat>::SCALES_PER_BLOCK,
     ))
 }
 
@@ -132,7 +133,7 @@ fn block_sizes(ty: QuantType) -> (usize, usize, usize) {
 /// `isa` must be one of [`isas`] (an instruction set this CPU runs).
 pub(crate) unsafe fn dot_tile_isa<const RW: usize, const R: usize>(
     isa: Isa,
-    ty: QuantType,
+    ty: DType,
     ws: [&[u8]; RW],
     acts: [&[u8]; R],
     scales: [&[f32]; R],
@@ -195,17 +196,12 @@ mod tests {
             ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         };
         let all = isas();
-        for ty in [
-            QuantType::Q4_1,
-            QuantType::Q8_0,
-            QuantType::Q4K,
-            QuantType::Q6K,
-        ] {
+        for ty in [DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K] {
             if !available(ty) {
                 continue;
             }
             // An odd number of blocks too, where the block size allows (the last block alone).
-            let k = matches!(ty, QuantType::Q4K | QuantType::Q6K);
+            let k = matches!(ty, DType::Q4_K | DType::Q6_K);
             let cols_list: &[usize] = if k { &[256, 1024] } else { &[96, 256, 1024] };
             for &cols in cols_list {
                 let ws: Vec<Vec<u8>> = (0..4)
@@ -217,7 +213,7 @@ mod tests {
                 let acts: Vec<Vec<u8>> = (0..4)
                     .map(|_| {
                         let x: Vec<f32> = (0..cols).map(|_| 3.0 * rnd()).collect();
-                        quantize_activations(vec_dot_type(ty), &x).unwrap()
+                        quantize_activations(vec_dot_type(ty).unwrap(), &x).unwrap()
                     })
                     .collect();
                 let scales: Vec<Vec<f32>> = acts
@@ -295,7 +291,8 @@ mod tests {
     /// activations of ±127: `maddubs` must not saturate.
     #[test]
     fn q8_0_extreme_weights_match_the_scalar_oracle() {
-        use crate::qdot::{quantize_activations, vec_dot_scalar, ActType};
+        use crate::qdot::{quantize_activations, vec_dot_scalar};
+        use crate::DType;
         let cols = 64;
         let mut w = Vec::new();
         for _ in 0..cols / 32 {
@@ -305,18 +302,18 @@ mod tests {
         let x: Vec<f32> = (0..cols)
             .map(|i| if i % 3 == 0 { 1.0 } else { -1.0 })
             .collect();
-        let a = quantize_activations(ActType::Q8_0, &x).unwrap();
+        let a = quantize_activations(DType::Q8_0, &x).unwrap();
         let mut sc = Vec::new();
-        act_scales(QuantType::Q8_0, &a, &mut sc);
-        if !available(QuantType::Q8_0) {
+        act_scales(DType::Q8_0, &a, &mut sc);
+        if !available(DType::Q8_0) {
             return;
         }
-        let want = vec_dot_scalar(QuantType::Q8_0, &w, &a, cols).unwrap();
+        let want = vec_dot_scalar(DType::Q8_0, &w, &a, cols).unwrap();
         assert!(want.abs() > 1000.0, "{want}");
         for isa in isas() {
             let mut out = [[0.0f32]];
             // SAFETY: `isa` comes from `isas()`.
-            unsafe { dot_tile_isa::<1, 1>(isa, QuantType::Q8_0, [&w], [&a], [&sc], &mut out) };
+            unsafe { dot_tile_isa::<1, 1>(isa, DType::Q8_0, [&w], [&a], [&sc], &mut out) };
             assert_eq!(out[0][0], want, "{isa:?}");
         }
     }

@@ -14,24 +14,25 @@
 //! therefore the same bits whatever the layout, tile or batch size.
 //!
 //! This module is the driver and the layout helpers; each type's repacking and kernels live with
-//! the type in [`crate::quants`] ([`crate::quants::GgmlType::x8_tile`]).
+//! the type in [`crate::quants`] ([`crate::quants::BlockType::x8_tile`]).
 
 // Tiles index weights, activations and accumulators by the same row index.
 #![allow(clippy::needless_range_loop)]
 
 use crate::cpu::Isa;
-use crate::quants::{dispatch, ActFormat, BlockFormat, GgmlType, QuantType};
+use crate::quants::{dispatch, ActFormat, BlockFormat, BlockType};
+use crate::DType;
 
 /// Rows per repacked group.
 pub(crate) const ROWS: usize = 8;
 
 /// Whether batched products of `ty` repack its weights here.
-pub(crate) fn repacks(ty: QuantType) -> bool {
-    dispatch!(ty, T => T::X8_BLOCK_BYTES.is_some())
+pub(crate) fn repacks(ty: DType) -> bool {
+    dispatch!(ty, T => T::X8_BLOCK_BYTES.is_some(), _ => false)
 }
 
 /// Bytes of `nb` repacked blocks of eight rows of `ty` (one of [`repacks`]).
-pub(crate) fn group_bytes(ty: QuantType, nb: usize) -> usize {
+pub(crate) fn group_bytes(ty: DType, nb: usize) -> usize {
     nb * dispatch!(ty, T => T::X8_BLOCK_BYTES.unwrap_or(0))
 }
 
@@ -40,12 +41,12 @@ pub(crate) fn group_bytes(ty: QuantType, nb: usize) -> usize {
 ///
 /// # Panics
 /// If a row holds fewer than `nb` blocks or `dst` is shorter (callers pass checked lengths).
-pub(crate) fn repack(ty: QuantType, rows: [&[u8]; ROWS], nb: usize, dst: &mut [u8]) {
+pub(crate) fn repack(ty: DType, rows: [&[u8]; ROWS], nb: usize, dst: &mut [u8]) {
     dispatch!(ty, T => T::x8_repack(rows, nb, dst))
 }
 
 /// Whether the kernels of `ty` on `isa` read the activation blocks' sums ([`act_sums`]).
-pub(crate) fn needs_sums(ty: QuantType, isa: Isa) -> bool {
+pub(crate) fn needs_sums(ty: DType, isa: Isa) -> bool {
     dispatch!(ty, T => T::x8_needs_sums(isa))
 }
 
@@ -97,7 +98,7 @@ pub(crate) fn put_f32_of_f16(x: &[u8], o: usize, r: usize, out: &mut [u8], off: 
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn tile<const R: usize>(
     isa: Isa,
-    ty: QuantType,
+    ty: DType,
     packed: &[u8],
     nb: usize,
     acts: [&[u8]; R],
@@ -108,8 +109,8 @@ pub(crate) unsafe fn tile<const R: usize>(
     // The kernels read `nb` blocks of everything unchecked.
     assert!(repacks(ty) && packed.len() >= group_bytes(ty, nb));
     let (ab, spb) = dispatch!(ty, T => (
-        <<T as GgmlType>::VecDotType as BlockFormat>::BLCK_BYTES,
-        <<T as GgmlType>::VecDotType as ActFormat>::SCALES_PER_BLOCK,
+        <<T as BlockType>::VecDotType as BlockFormat>::BLCK_BYTES,
+        <<T as BlockType>::VecDotType as ActFormat>::SCALES_PER_BLOCK,
     ));
     let mut a = [std::ptr::null::<u8>(); R];
     let mut s = [std::ptr::null::<f32>(); R];
@@ -137,19 +138,14 @@ mod tests {
     /// for tiles of four activation rows and of one.
     #[test]
     fn repacked_rows_equal_the_gguf_layout_kernels_bit_for_bit() {
-        for ty in [
-            QuantType::Q4_1,
-            QuantType::Q4K,
-            QuantType::Q6K,
-            QuantType::Q8_0,
-        ] {
+        for ty in [DType::Q4_1, DType::Q4_K, DType::Q6_K, DType::Q8_0] {
             if crate::qgemm::available(ty) {
                 repacked_rows_match(ty);
             }
         }
     }
 
-    fn repacked_rows_match(ty: QuantType) {
+    fn repacked_rows_match(ty: DType) {
         use crate::qdot::{quantize_activations, vec_dot_type};
         use crate::quantize::quantize_to_vec;
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
@@ -159,7 +155,7 @@ mod tests {
             seed ^= seed << 17;
             ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         };
-        let k = matches!(ty, QuantType::Q4K | QuantType::Q6K);
+        let k = matches!(ty, DType::Q4_K | DType::Q6_K);
         let cols_list: &[usize] = if k { &[256, 1024] } else { &[96, 256, 1024] };
         for &cols in cols_list {
             let nb = cols / if k { QK_K } else { 32 };
@@ -175,7 +171,7 @@ mod tests {
                 .map(|j| {
                     let m = [1.0f32, 100.0, 0.001, 5.0][j];
                     let x: Vec<f32> = (0..cols).map(|_| m * rnd()).collect();
-                    quantize_activations(vec_dot_type(ty), &x).unwrap()
+                    quantize_activations(vec_dot_type(ty).unwrap(), &x).unwrap()
                 })
                 .collect();
             let scales: Vec<Vec<f32>> = acts
@@ -190,7 +186,7 @@ mod tests {
                 .iter()
                 .map(|a| {
                     let mut v = Vec::new();
-                    if ty == QuantType::Q8_0 {
+                    if ty == DType::Q8_0 {
                         act_sums(a, &mut v);
                     }
                     v

@@ -7,19 +7,19 @@ use llama31_kernels::matmul::{matmul_quantized, matvec_quantized_many};
 use llama31_kernels::qdot::{quantize_activations, vec_dot, vec_dot_scalar, vec_dot_type};
 use llama31_kernels::quant::dequantize_to_vec;
 use llama31_kernels::quantize::quantize_to_vec;
-use llama31_kernels::QuantType;
+use llama31_kernels::DType;
 
-const ALL: [QuantType; 10] = [
-    QuantType::Q4_0,
-    QuantType::Q4_1,
-    QuantType::Q5_0,
-    QuantType::Q5_1,
-    QuantType::Q8_0,
-    QuantType::Q2K,
-    QuantType::Q3K,
-    QuantType::Q4K,
-    QuantType::Q5K,
-    QuantType::Q6K,
+const ALL: [DType; 10] = [
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+    DType::Q8_0,
+    DType::Q2_K,
+    DType::Q3_K,
+    DType::Q4_K,
+    DType::Q5_K,
+    DType::Q6_K,
 ];
 
 struct Fnv(u64);
@@ -61,14 +61,14 @@ fn values(seed: &mut u64, n: usize, scale: f32) -> Vec<f32> {
 fn print_bit_hashes() {
     let mut all = Fnv::new();
     for ty in ALL {
-        let k = ty.block_elems() == 256;
+        let k = ty.block_size() == 256;
         let shapes: &[(usize, usize)] = if k {
             &[(67, 1280), (40, 256)]
         } else {
             &[(67, 1280), (45, 96)]
         };
         let mut h = Fnv::new();
-        let mut seed = 0x1234_5678 ^ ty.ggml_id() as u64;
+        let mut seed = 0x1234_5678 ^ ty.ggml_id().unwrap() as u64;
         for &(rows, cols) in shapes {
             let wf = values(&mut seed, rows * cols, 1.0);
             let wq = quantize_to_vec(ty, &wf).unwrap();
@@ -80,9 +80,9 @@ fn print_bit_hashes() {
                 let mut out = vec![0.0f32; n * rows];
                 matmul_quantized(&mut out, &x, n, ty, &wq, rows, cols, &mut act).unwrap();
                 h.f32s(&out);
-                let a = quantize_activations(vec_dot_type(ty), &x[..cols]).unwrap();
+                let a = quantize_activations(vec_dot_type(ty).unwrap(), &x[..cols]).unwrap();
                 h.bytes(&a);
-                let wrb = ty.bytes_for(cols).unwrap();
+                let wrb = llama31_kernels::quants::bytes_for(ty, cols).unwrap();
                 for r in 0..rows.min(5) {
                     let w = &wq[r * wrb..(r + 1) * wrb];
                     h.f32s(&[
@@ -94,7 +94,7 @@ fn print_bit_hashes() {
             // Three matrices at once (rows split 30 / 30 / rest).
             let x = values(&mut seed, cols, 2.0);
             if rows > 60 {
-                let wrb = ty.bytes_for(cols).unwrap();
+                let wrb = llama31_kernels::quants::bytes_for(ty, cols).unwrap();
                 let (w0, rest) = wq.split_at(30 * wrb);
                 let (w1, w2) = rest.split_at(30 * wrb);
                 let mut o0 = vec![0.0f32; 30];

@@ -1,7 +1,8 @@
 //! Dequantization must be bit-exact with gguf-py (llama.cpp's reference) on the committed goldens
 //! (`goldens/kernels/dequant.json`, made by `scripts/goldens/dequant_goldens.py`).
 
-use llama31_kernels::quant::{dequantize_to_vec, QuantType};
+use llama31_kernels::quant::dequantize_to_vec;
+use llama31_kernels::DType;
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())
@@ -21,15 +22,15 @@ fn dequant_matches_gguf_py_bit_exactly() {
     let types = v["types"].as_object().unwrap();
     assert_eq!(types.len(), 10, "all ten quant types have goldens");
     for (name, t) in types {
-        let qt = QuantType::from_ggml_id(t["ggml_type"].as_u64().unwrap() as u32)
+        let qt = DType::from_ggml_id(t["ggml_type"].as_u64().unwrap() as u32)
             .unwrap_or_else(|| panic!("{name}: unknown ggml type"));
         assert_eq!(
-            qt.block_bytes() as u64,
+            qt.type_size() as u64,
             t["block_bytes"].as_u64().unwrap(),
             "{name}"
         );
         assert_eq!(
-            qt.block_elems() as u64,
+            qt.block_size() as u64,
             t["block_elems"].as_u64().unwrap(),
             "{name}"
         );

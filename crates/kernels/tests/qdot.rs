@@ -5,23 +5,23 @@
 
 use llama31_kernels::qdot::{
     dequantize_activations, has_avx2_kernel, quantize_activations, quantize_row_q8_1,
-    quantize_row_q8_k, vec_dot, vec_dot_avx2, vec_dot_scalar, vec_dot_type, ActType,
+    quantize_row_q8_k, vec_dot, vec_dot_avx2, vec_dot_scalar, vec_dot_type,
 };
 use llama31_kernels::quant::dequantize_to_vec;
 use llama31_kernels::quantize::quantize_to_vec;
-use llama31_kernels::{f16_to_f32, KernelError, QuantType};
+use llama31_kernels::{f16_to_f32, DType, KernelError};
 
-const ALL: [QuantType; 10] = [
-    QuantType::Q4_0,
-    QuantType::Q4_1,
-    QuantType::Q5_0,
-    QuantType::Q5_1,
-    QuantType::Q8_0,
-    QuantType::Q2K,
-    QuantType::Q3K,
-    QuantType::Q4K,
-    QuantType::Q5K,
-    QuantType::Q6K,
+const ALL: [DType; 10] = [
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+    DType::Q8_0,
+    DType::Q2_K,
+    DType::Q3_K,
+    DType::Q4_K,
+    DType::Q5_K,
+    DType::Q6_K,
 ];
 
 /// splitmix64
@@ -79,18 +79,18 @@ fn dot64(w: &[f32], a: &[f32]) -> f64 {
 
 /// The exact value the kernels compute, in f64, from dequantized operands. For Q4_1/Q5_1 ggml
 /// uses the activation block's stored `s` (f16 of `d·Σq`) for the `m · Σa` part, so does this.
-fn reference(ty: QuantType, wb: &[u8], ab: &[u8], n: usize) -> (f64, f64) {
+fn reference(ty: DType, wb: &[u8], ab: &[u8], n: usize) -> (f64, f64) {
     let wd = dequantize_to_vec(ty, wb, n).unwrap();
-    let act = vec_dot_type(ty);
+    let act = vec_dot_type(ty).unwrap();
     let ad = dequantize_activations(act, ab, n).unwrap();
     let scale = abs_scale(&wd, &ad);
-    if act != ActType::Q8_1 {
+    if act != DType::Q8_1 {
         return (dot64(&wd, &ad), scale);
     }
     let mut total = 0.0f64;
     for (k, (wb, ab)) in wb
-        .chunks_exact(ty.block_bytes())
-        .zip(ab.chunks_exact(act.block_bytes()))
+        .chunks_exact(ty.type_size())
+        .zip(ab.chunks_exact(act.type_size()))
         .enumerate()
     {
         let m = f16_to_f32(u16::from_le_bytes([wb[2], wb[3]])) as f64;
@@ -112,7 +112,7 @@ fn avx2_matches_scalar_and_scalar_matches_dequantized_math() {
     for ty in ALL {
         for (r, (w, a)) in rows(0x5eed ^ ty as u64).iter().enumerate() {
             let wb = quantize_to_vec(ty, w).unwrap();
-            let ab = quantize_activations(vec_dot_type(ty), a).unwrap();
+            let ab = quantize_activations(vec_dot_type(ty).unwrap(), a).unwrap();
             let s = vec_dot_scalar(ty, &wb, &ab, N).unwrap();
             let (exact, scale) = reference(ty, &wb, &ab, N);
             assert!(scale > 0.0);
@@ -156,45 +156,46 @@ fn avx2_integer_sums_equal_scalar_on_arbitrary_bytes() {
         if !has_avx2_kernel(ty) {
             continue;
         }
-        let act = vec_dot_type(ty);
+        let act = vec_dot_type(ty).unwrap();
         for _ in 0..20 {
             let n = 256 * 3;
-            let mut wb: Vec<u8> = (0..ty.bytes_for(n).unwrap())
+            let mut wb: Vec<u8> = (0..llama31_kernels::quants::bytes_for(ty, n).unwrap())
                 .map(|_| r.next() as u8)
                 .collect();
-            let mut ab: Vec<u8> = (0..act.bytes_for(n).unwrap())
+            let mut ab: Vec<u8> = (0..llama31_kernels::quants::bytes_for(act, n).unwrap())
                 .map(|_| r.next() as u8)
                 .collect();
             let one = 0x3c00u16.to_le_bytes(); // f16 1.0
             let zero = [0u8, 0];
-            for b in wb.chunks_exact_mut(ty.block_bytes()) {
+            for b in wb.chunks_exact_mut(ty.type_size()) {
                 match ty {
-                    QuantType::Q4_1 | QuantType::Q5_1 => {
+                    DType::Q4_1 | DType::Q5_1 => {
                         b[..2].copy_from_slice(&one);
                         b[2..4].copy_from_slice(&zero); // m
                     }
-                    QuantType::Q4K => {
+                    DType::Q4_K => {
                         b[..2].copy_from_slice(&one);
                         b[2..4].copy_from_slice(&one); // dmin
                     }
-                    QuantType::Q6K => b[208..210].copy_from_slice(&one),
+                    DType::Q6_K => b[208..210].copy_from_slice(&one),
                     _ => b[..2].copy_from_slice(&one),
                 }
             }
-            for b in ab.chunks_exact_mut(act.block_bytes()) {
+            for b in ab.chunks_exact_mut(act.type_size()) {
                 match act {
-                    ActType::Q8K => b[..4].copy_from_slice(&1.0f32.to_le_bytes()),
-                    ActType::Q8_1 => {
+                    DType::Q8_K => b[..4].copy_from_slice(&1.0f32.to_le_bytes()),
+                    DType::Q8_1 => {
                         b[..2].copy_from_slice(&one);
                         b[2..4].copy_from_slice(&zero); // s
                     }
-                    ActType::Q8_0 => b[..2].copy_from_slice(&one),
+                    DType::Q8_0 => b[..2].copy_from_slice(&one),
+                    other => panic!("{other} is not an activation format"),
                 }
             }
             let s = vec_dot_scalar(ty, &wb, &ab, n).unwrap();
             let v = vec_dot_avx2(ty, &wb, &ab, n).unwrap().unwrap();
             assert_eq!(s, v, "{ty:?}");
-            if act != ActType::Q8K {
+            if act != DType::Q8_K {
                 // small enough to be exact in f32 whatever the summation order
                 assert_eq!(s, s.round(), "{ty:?}: integer result expected");
             }
@@ -212,11 +213,11 @@ fn ggml_dot_product_budget_on_cosine_input() {
     let ref_orig = dot64(&w, &a);
     for ty in ALL {
         let budget = match ty {
-            QuantType::Q2K | QuantType::Q3K => 0.04,
+            DType::Q2_K | DType::Q3_K => 0.04,
             _ => 0.02,
         };
         let wb = quantize_to_vec(ty, &w).unwrap();
-        let ab = quantize_activations(vec_dot_type(ty), &a).unwrap();
+        let ab = quantize_activations(vec_dot_type(ty).unwrap(), &a).unwrap();
         let wd = dequantize_to_vec(ty, &wb, n).unwrap();
         let ref_deqw = dot64(&wd, &a);
         for (name, v) in [
@@ -239,7 +240,7 @@ fn activation_quantizers_round_trip_and_sums() {
     // Q8_1: q = round(x / d), d = amax / 127, s ≈ d · Σq
     let mut b = vec![0u8; 36 * 32];
     quantize_row_q8_1(&x, &mut b).unwrap();
-    let deq = dequantize_activations(ActType::Q8_1, &b, x.len()).unwrap();
+    let deq = dequantize_activations(DType::Q8_1, &b, x.len()).unwrap();
     for (k, blk) in b.chunks_exact(36).enumerate() {
         let xs = &x[32 * k..32 * k + 32];
         let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -288,17 +289,17 @@ fn activation_quantizers_round_trip_and_sums() {
         }
     }
     // an all-zero block quantizes to zeros
-    let z = quantize_activations(ActType::Q8K, &[0.0; 256]).unwrap();
+    let z = quantize_activations(DType::Q8_K, &[0.0; 256]).unwrap();
     assert!(z.iter().all(|&v| v == 0));
 }
 
 #[test]
 fn wrong_lengths_are_typed_errors() {
     for ty in ALL {
-        let n = ty.block_elems() * 2;
-        let act = vec_dot_type(ty);
-        let w = vec![0u8; ty.bytes_for(n).unwrap()];
-        let a = vec![0u8; act.bytes_for(n).unwrap()];
+        let n = ty.block_size() * 2;
+        let act = vec_dot_type(ty).unwrap();
+        let w = vec![0u8; llama31_kernels::quants::bytes_for(ty, n).unwrap()];
+        let a = vec![0u8; llama31_kernels::quants::bytes_for(act, n).unwrap()];
         assert_eq!(vec_dot(ty, &w, &a, n), Ok(0.0));
         for f in [vec_dot, vec_dot_scalar] {
             assert!(matches!(
@@ -334,7 +335,7 @@ fn wrong_lengths_are_typed_errors() {
         Err(KernelError::Invalid(_))
     ));
     assert!(matches!(
-        dequantize_activations(ActType::Q8_0, &[0u8; 33], 32),
+        dequantize_activations(DType::Q8_0, &[0u8; 33], 32),
         Err(KernelError::Length { .. })
     ));
 }

@@ -3,8 +3,9 @@
 //! `scripts/goldens/quantize_goldens.py`), and the quantize→dequantize round trip must stay within
 //! ggml's `test-quantize-fns` error budget.
 
-use llama31_kernels::quant::{dequantize_to_vec, QuantType};
+use llama31_kernels::quant::dequantize_to_vec;
 use llama31_kernels::quantize::{quantize_row, quantize_to_vec};
+use llama31_kernels::DType;
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())
@@ -27,7 +28,7 @@ fn quantize_matches_llama_cpp_bit_exactly() {
     let types = v["types"].as_object().unwrap();
     let mut checked = Vec::new();
     for (name, t) in types {
-        let qt = QuantType::from_ggml_id(t["ggml_type"].as_u64().unwrap() as u32).unwrap();
+        let qt = DType::from_ggml_id(t["ggml_type"].as_u64().unwrap() as u32).unwrap();
         for case in t["cases"].as_array().unwrap() {
             let cname = case["name"].as_str().unwrap();
             let x: Vec<f32> = hex(case["f32_hex"].as_str().unwrap())
@@ -39,7 +40,7 @@ fn quantize_matches_llama_cpp_bit_exactly() {
             let got = quantize_to_vec(qt, &x).unwrap();
             assert_eq!(got.len(), want.len(), "{name}/{cname}: length");
             if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
-                let bb = qt.block_bytes();
+                let bb = qt.type_size();
                 panic!(
                     "{name}/{cname}: first differing byte {i} (block {}, offset {}): ours {:#04x}, llama.cpp {:#04x}",
                     i / bb,
@@ -67,18 +68,18 @@ fn round_trip_error_within_ggml_budget() {
     let x: Vec<f32> = (0..n)
         .map(|i| (0.1f64 + 2.0 * f64::from((i as f32).cos())) as f32)
         .collect();
-    for (qt, budget) in [(QuantType::Q2K, 0.0075), (QuantType::Q3K, 0.0040)]
+    for (qt, budget) in [(DType::Q2_K, 0.0075), (DType::Q3_K, 0.0040)]
         .into_iter()
         .chain(
             [
-                QuantType::Q4_0,
-                QuantType::Q4_1,
-                QuantType::Q5_0,
-                QuantType::Q5_1,
-                QuantType::Q8_0,
-                QuantType::Q4K,
-                QuantType::Q5K,
-                QuantType::Q6K,
+                DType::Q4_0,
+                DType::Q4_1,
+                DType::Q5_0,
+                DType::Q5_1,
+                DType::Q8_0,
+                DType::Q4_K,
+                DType::Q5_K,
+                DType::Q6_K,
             ]
             .map(|t| (t, 0.002)),
         )
@@ -104,12 +105,12 @@ fn round_trip_error_within_ggml_budget() {
 #[test]
 fn rejects_bad_sizes() {
     let x = vec![1.0f32; 48];
-    assert!(quantize_to_vec(QuantType::Q8_0, &x).is_err());
+    assert!(quantize_to_vec(DType::Q8_0, &x).is_err());
     let x = vec![1.0f32; 64];
     let mut dst = vec![0u8; 10];
-    assert!(quantize_row(QuantType::Q8_0, &x, &mut dst).is_err());
+    assert!(quantize_row(DType::Q8_0, &x, &mut dst).is_err());
     let x = vec![1.0f32; 300];
-    assert!(quantize_to_vec(QuantType::Q2K, &x).is_err());
+    assert!(quantize_to_vec(DType::Q2_K, &x).is_err());
 }
 
 /// Non-finite and huge inputs are garbage in, garbage out (as in ggml), but must never panic.
@@ -122,8 +123,11 @@ fn non_finite_input_does_not_panic() {
     x[301] = 3.0e38;
     x[302] = -1.0e-40;
     for id in [2, 3, 6, 7, 8, 10, 11, 12, 13, 14] {
-        let qt = QuantType::from_ggml_id(id).unwrap();
+        let qt = DType::from_ggml_id(id).unwrap();
         let q = quantize_to_vec(qt, &x).unwrap();
-        assert_eq!(q.len(), qt.bytes_for(512).unwrap());
+        assert_eq!(
+            q.len(),
+            llama31_kernels::quants::bytes_for(qt, 512).unwrap()
+        );
     }
 }

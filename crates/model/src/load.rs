@@ -17,8 +17,8 @@ use crate::error::{ModelError, Result};
 use crate::linear::Linear;
 use crate::llama::{LayerWeights, Model, Weights};
 use crate::weights::{
-    check_shape, layer_shape, matrix_from_view, matrix_owned, plain_dtype, vector_from_view,
-    GlobalTensor, LayerTensor, NameScheme, TensorSummary,
+    check_shape, layer_shape, matrix_from_view, matrix_owned, vector_from_view, GlobalTensor,
+    LayerTensor, NameScheme, TensorSummary,
 };
 
 /// Progress callback: `(tensors loaded, tensors total)`.
@@ -162,11 +162,13 @@ impl<'f> Loader<'f> {
                     },
                     &[rows, cols],
                 )?;
-                let dtype = plain_dtype(t.dtype).ok_or_else(|| ModelError::DType {
-                    name: t.name.clone(),
-                    dtype: t.dtype.to_string(),
-                })?;
-                matrix_owned(dtype, rows, cols, bytes)?
+                if llama31_kernels::convert::float_size(t.dtype).is_err() {
+                    return Err(ModelError::DType {
+                        name: t.name.clone(),
+                        dtype: t.dtype.to_string(),
+                    });
+                }
+                matrix_owned(t.dtype, rows, cols, bytes)?
             }
         };
         self.note(row);

@@ -7,9 +7,10 @@
 //! Meta model-parallel shards are joined into owned buffers of their stored dtype.
 
 use llama31_formats::{DType, SharedBytes, TensorView};
-use llama31_kernels::convert::{decode_into, WeightDType, WeightRef};
+use llama31_kernels::convert::{decode_into, float_size, WeightRef};
 use llama31_kernels::qdot::vec_dot_type;
-use llama31_kernels::quant::{dequantize, QuantType};
+use llama31_kernels::quant::dequantize;
+use llama31_kernels::quants::bytes_for;
 
 use crate::error::{ModelError, Result};
 
@@ -30,19 +31,13 @@ impl Data {
     }
 }
 
-/// The element format of a [`Matrix`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MatrixDType {
-    /// A float dtype, multiplied by `kernels::matmul`.
-    Plain(WeightDType),
-    /// GGUF block-quantized rows, multiplied by `kernels::matmul::matmul_quantized`.
-    Quant(QuantType),
-}
-
 /// A 2-D weight `[rows, cols]`, row-major, in host memory as stored (or converted at load). The
 /// CPU backend multiplies it in place (`backend::cpu`); other backends take it at load.
+///
+/// `dtype` is F32, F16 or BF16 (multiplied by `kernels::matmul`) or a block type the kernels
+/// compute with (GGUF block-quantized rows, multiplied by `kernels::matmul::matmul_quantized`).
 pub struct Matrix {
-    pub(crate) dtype: MatrixDType,
+    pub(crate) dtype: DType,
     pub(crate) rows: usize,
     pub(crate) cols: usize,
     pub(crate) data: Data,
@@ -62,15 +57,12 @@ impl std::fmt::Debug for Matrix {
 impl Matrix {
     /// The float kernel view; `None` for a block-quantized matrix.
     pub fn view(&self) -> Option<WeightRef<'_>> {
-        match self.dtype {
-            MatrixDType::Plain(dtype) => Some(WeightRef {
-                dtype,
-                bytes: self.data.bytes(),
-                rows: self.rows,
-                cols: self.cols,
-            }),
-            MatrixDType::Quant(_) => None,
-        }
+        (!self.dtype.is_quantized()).then(|| WeightRef {
+            dtype: self.dtype,
+            bytes: self.data.bytes(),
+            rows: self.rows,
+            cols: self.cols,
+        })
     }
 
     /// The stored bytes (rows one after the other).
@@ -86,13 +78,13 @@ impl Matrix {
         self.cols
     }
 
-    pub fn dtype(&self) -> MatrixDType {
+    pub fn dtype(&self) -> DType {
         self.dtype
     }
 
     /// Whether this matrix holds block-quantized rows (loaded with `keep_quantized`).
     pub fn is_quantized(&self) -> bool {
-        matches!(self.dtype, MatrixDType::Quant(_))
+        self.dtype.is_quantized()
     }
 
     /// Whether the bytes are owned (dequantized or joined) rather than a range of the file.
@@ -115,24 +107,6 @@ pub struct TensorSummary {
     /// Row-major shape, outermost first.
     pub shape: Vec<usize>,
     pub bytes: usize,
-}
-
-/// The matmul dtype of a plain (unquantized) float tensor.
-pub(crate) fn plain_dtype(d: DType) -> Option<WeightDType> {
-    match d {
-        DType::F32 => Some(WeightDType::F32),
-        DType::F16 => Some(WeightDType::F16),
-        DType::BF16 => Some(WeightDType::BF16),
-        _ => None,
-    }
-}
-
-/// The kernel quant type of a block-quantized GGUF tensor.
-pub(crate) fn quant_type(d: DType) -> Option<QuantType> {
-    match d {
-        DType::Ggml(t) => QuantType::from_ggml_id(t.id()),
-        _ => None,
-    }
 }
 
 pub(crate) fn check_shape(view: &TensorView<'_>, expected: &[usize]) -> Result<()> {
@@ -173,32 +147,34 @@ pub(crate) fn matrix_from_view(
     keep_quantized: bool,
 ) -> Result<Matrix> {
     check_shape(view, &[rows, cols])?;
-    if let Some(dtype) = plain_dtype(view.dtype) {
+    let dtype = view.dtype;
+    if float_size(dtype).is_ok() {
         // Validates the byte length.
         WeightRef::new(dtype, view.data, rows, cols)?;
         return Ok(Matrix {
-            dtype: MatrixDType::Plain(dtype),
+            dtype,
             rows,
             cols,
             data: Data::Shared(shared),
         });
     }
-    if let Some(qt) = quant_type(view.dtype) {
-        if keep_quantized && vec_dot_type(qt).bytes_for(cols).is_ok() {
-            let need = qt
-                .bytes_for(cols)?
+    // The block types the kernels compute with are those with a `vec_dot_type`.
+    if let Ok(act) = vec_dot_type(dtype) {
+        let qt = dtype;
+        if keep_quantized && bytes_for(act, cols).is_ok() {
+            let need = bytes_for(qt, cols)?
                 .checked_mul(rows)
                 .ok_or_else(|| ModelError::Config(format!("{}: size overflows", view.name)))?;
             if need != view.data.len() {
                 return Err(ModelError::Config(format!(
-                    "{}: {} bytes for {rows}×{cols} {qt:?}, expected {need}",
+                    "{}: {} bytes for {rows}×{cols} {qt}, expected {need}",
                     view.name,
                     view.data.len()
                 )));
             }
             tracing::debug!(name = view.name, ?qt, "kept quantized");
             return Ok(Matrix {
-                dtype: MatrixDType::Quant(qt),
+                dtype: qt,
                 rows,
                 cols,
                 data: Data::Shared(shared),
@@ -211,7 +187,7 @@ pub(crate) fn matrix_from_view(
         dequantize(qt, view.data, &mut f)?;
         tracing::debug!(name = view.name, ?qt, "dequantized to f32");
         return Ok(Matrix {
-            dtype: MatrixDType::Plain(WeightDType::F32),
+            dtype: DType::F32,
             rows,
             cols,
             data: Data::Owned(f32_bytes(&f)),
@@ -220,16 +196,17 @@ pub(crate) fn matrix_from_view(
     Err(dtype_err(view))
 }
 
-/// Builds an owned matrix from bytes of a plain dtype (used for joined shards).
+/// Builds an owned matrix from bytes of a plain float dtype (F32, F16, BF16; used for joined
+/// shards).
 pub(crate) fn matrix_owned(
-    dtype: WeightDType,
+    dtype: DType,
     rows: usize,
     cols: usize,
     bytes: Vec<u8>,
 ) -> Result<Matrix> {
     WeightRef::new(dtype, &bytes, rows, cols)?;
     Ok(Matrix {
-        dtype: MatrixDType::Plain(dtype),
+        dtype,
         rows,
         cols,
         data: Data::Owned(bytes),
@@ -239,15 +216,16 @@ pub(crate) fn matrix_owned(
 /// Decodes a 1-D tensor (a norm weight or RoPE factors) of length `len` to f32.
 pub(crate) fn vector_from_view(view: &TensorView<'_>, len: usize) -> Result<Vec<f32>> {
     check_shape(view, &[len])?;
-    if let Some(dtype) = plain_dtype(view.dtype) {
+    let dtype = view.dtype;
+    if float_size(dtype).is_ok() {
         let mut out = vec![0.0f32; len];
         llama31_kernels::check_bytes(dtype, view.data, len)?;
-        decode_into(dtype, view.data, &mut out);
+        decode_into(dtype, view.data, &mut out)?;
         return Ok(out);
     }
-    if let Some(qt) = quant_type(view.dtype) {
+    if vec_dot_type(dtype).is_ok() {
         let mut out = vec![0.0f32; len];
-        dequantize(qt, view.data, &mut out)?;
+        dequantize(dtype, view.data, &mut out)?;
         return Ok(out);
     }
     Err(dtype_err(view))

@@ -2,7 +2,7 @@
 //! f64, written from Meta's model.py) vs `Model::forward`; batched prefill vs token-by-token
 //! decode through the KV cache; and the typed errors for bad checkpoints and inputs.
 
-use llama31_formats::{GgmlType, GgufWriter};
+use llama31_formats::{DType, GgufWriter};
 use llama31_model::{LoadOptions, LogitsMode, Model, ModelError};
 
 const DIM: usize = 8;
@@ -95,7 +95,7 @@ fn write_gguf(
             Some((rn, s)) if rn == n => s.clone(),
             _ => shape.clone(),
         };
-        w.add_tensor(n.clone(), GgmlType::F32, &shape, b.as_slice());
+        w.add_tensor(n.clone(), DType::F32, &shape, b.as_slice());
     }
     // Deleted when the returned path is dropped.
     let p = tempfile::Builder::new()

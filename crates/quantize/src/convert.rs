@@ -2,10 +2,12 @@
 //! order), then encoded as ggml's `ggml_quantize_chunk` would (reference quantizers, F16 and BF16
 //! rounding to nearest even); tensors whose type does not change are copied.
 
-use llama31_formats::{DType, GgmlType};
-use llama31_kernels::convert::{decode_into, WeightDType};
-use llama31_kernels::quant::{dequantize, QuantType};
+use llama31_formats::DType;
+use llama31_kernels::convert::{decode_into, float_size};
+use llama31_kernels::qdot::vec_dot_type;
+use llama31_kernels::quant::dequantize;
 use llama31_kernels::quantize::quantize_row;
+use llama31_kernels::KernelError;
 use rayon::prelude::*;
 
 use crate::error::{QuantizeError, Result};
@@ -39,19 +41,6 @@ pub(crate) struct Src<'a> {
     pub heads: Option<usize>,
 }
 
-fn weight_dtype(d: DType) -> Option<WeightDType> {
-    match d {
-        DType::F32 => Some(WeightDType::F32),
-        DType::F16 => Some(WeightDType::F16),
-        DType::BF16 => Some(WeightDType::BF16),
-        _ => None,
-    }
-}
-
-fn quant_type(t: GgmlType) -> Option<QuantType> {
-    QuantType::from_ggml_id(t.id())
-}
-
 impl Src<'_> {
     fn row_bytes(&self) -> Result<usize> {
         let bad = || QuantizeError::Tensor {
@@ -75,13 +64,12 @@ impl Src<'_> {
     fn decode_rows(&self, start: usize, out: &mut [f32]) -> Result<()> {
         let rb = self.row_bytes()?;
         let cols = self.cols;
-        let decode: Box<RowDecoder> = if let Some(w) = weight_dtype(self.dtype) {
-            Box::new(move |b, o| {
-                decode_into(w, b, o);
-                Ok(())
-            })
-        } else if let Some(q) = self.dtype.to_ggml().and_then(quant_type) {
-            Box::new(move |b, o| Ok(dequantize(q, b, o)?))
+        let dtype = self.dtype;
+        // Block types the kernels compute with are those with a `vec_dot_type`.
+        let decode: Box<RowDecoder> = if float_size(dtype).is_ok() {
+            Box::new(move |b, o| Ok(decode_into(dtype, b, o)?))
+        } else if vec_dot_type(dtype).is_ok() {
+            Box::new(move |b, o| Ok(dequantize(dtype, b, o)?))
         } else {
             return Err(QuantizeError::InputType {
                 tensor: self.name.to_owned(),
@@ -130,37 +118,37 @@ fn f32_to_bf16(x: f32) -> u16 {
 }
 
 /// Encodes f32 values as `to`.
-fn encode(name: &str, to: GgmlType, x: &[f32], dst: &mut [u8]) -> Result<()> {
+fn encode(name: &str, to: DType, x: &[f32], dst: &mut [u8]) -> Result<()> {
     match to {
-        GgmlType::F32 => {
+        DType::F32 => {
             for (d, v) in dst.chunks_exact_mut(4).zip(x) {
                 d.copy_from_slice(&v.to_le_bytes());
             }
         }
-        GgmlType::F16 => {
+        DType::F16 => {
             for (d, v) in dst.chunks_exact_mut(2).zip(x) {
                 d.copy_from_slice(&half::f16::from_f32(*v).to_bits().to_le_bytes());
             }
         }
-        GgmlType::BF16 => {
+        DType::BF16 => {
             for (d, v) in dst.chunks_exact_mut(2).zip(x) {
                 d.copy_from_slice(&f32_to_bf16(*v).to_le_bytes());
             }
         }
-        q => {
-            let qt = quant_type(q).ok_or_else(|| QuantizeError::Tensor {
+        q => quantize_row(q, x, dst).map_err(|e| match e {
+            KernelError::Unsupported(_) => QuantizeError::Tensor {
                 tensor: name.to_owned(),
                 msg: format!("no quantizer for {q}"),
-            })?;
-            quantize_row(qt, x, dst)?;
-        }
+            },
+            e => e.into(),
+        })?,
     }
     Ok(())
 }
 
 /// The output bytes of one tensor converted to `to`.
-pub(crate) fn convert(src: &Src<'_>, to: GgmlType) -> Result<Vec<u8>> {
-    if src.dtype.to_ggml() == Some(to) {
+pub(crate) fn convert(src: &Src<'_>, to: DType) -> Result<Vec<u8>> {
+    if src.dtype == to {
         return src.copy();
     }
     let out_row = to
@@ -195,7 +183,7 @@ pub(crate) fn convert(src: &Src<'_>, to: GgmlType) -> Result<Vec<u8>> {
 }
 
 /// Encodes computed values (1-D tensors such as `rope_freqs.weight`).
-pub(crate) fn encode_values(name: &str, values: &[f32], to: GgmlType) -> Result<Vec<u8>> {
+pub(crate) fn encode_values(name: &str, values: &[f32], to: DType) -> Result<Vec<u8>> {
     let n = to
         .bytes_for_shape(&[values.len()])
         .ok_or_else(|| QuantizeError::Tensor {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use llama31_formats::GgmlType;
+use llama31_formats::DType;
 
 use crate::error::QuantizeError;
 
@@ -78,21 +78,21 @@ impl FileType {
     }
 
     /// The tensor type most tensors get (`llama_ftype_get_default_type`).
-    pub fn default_type(self) -> GgmlType {
+    pub fn default_type(self) -> DType {
         match self {
-            FileType::F32 => GgmlType::F32,
-            FileType::F16 => GgmlType::F16,
-            FileType::BF16 => GgmlType::BF16,
-            FileType::Q4_0 => GgmlType::Q4_0,
-            FileType::Q4_1 => GgmlType::Q4_1,
-            FileType::Q5_0 => GgmlType::Q5_0,
-            FileType::Q5_1 => GgmlType::Q5_1,
-            FileType::Q8_0 => GgmlType::Q8_0,
-            FileType::Q2_K => GgmlType::Q2_K,
-            FileType::Q3_K_S | FileType::Q3_K_M | FileType::Q3_K_L => GgmlType::Q3_K,
-            FileType::Q4_K_S | FileType::Q4_K_M => GgmlType::Q4_K,
-            FileType::Q5_K_S | FileType::Q5_K_M => GgmlType::Q5_K,
-            FileType::Q6_K => GgmlType::Q6_K,
+            FileType::F32 => DType::F32,
+            FileType::F16 => DType::F16,
+            FileType::BF16 => DType::BF16,
+            FileType::Q4_0 => DType::Q4_0,
+            FileType::Q4_1 => DType::Q4_1,
+            FileType::Q5_0 => DType::Q5_0,
+            FileType::Q5_1 => DType::Q5_1,
+            FileType::Q8_0 => DType::Q8_0,
+            FileType::Q2_K => DType::Q2_K,
+            FileType::Q3_K_S | FileType::Q3_K_M | FileType::Q3_K_L => DType::Q3_K,
+            FileType::Q4_K_S | FileType::Q4_K_M => DType::Q4_K,
+            FileType::Q5_K_S | FileType::Q5_K_M => DType::Q5_K,
+            FileType::Q6_K => DType::Q6_K,
         }
     }
 
@@ -168,6 +168,6 @@ mod tests {
         assert_eq!(FileType::Q4_K_M.id(), 15);
         assert_eq!(FileType::Q6_K.id(), 18);
         assert_eq!(FileType::BF16.id(), 32);
-        assert_eq!(FileType::Q4_K_M.default_type(), GgmlType::Q4_K);
+        assert_eq!(FileType::Q4_K_M.default_type(), DType::Q4_K);
     }
 }

@@ -19,7 +19,7 @@ mod source;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use llama31_formats::{GgmlType, GgufValue, GgufWriter};
+use llama31_formats::{DType, GgufValue, GgufWriter};
 
 pub use error::{QuantizeError, Result};
 pub use ftype::FileType;
@@ -55,8 +55,8 @@ pub struct TensorReport {
     /// Row-major shape, outermost first.
     pub shape: Vec<usize>,
     /// Type in the input GGUF (as converted, for HF and Meta checkpoints).
-    pub from: GgmlType,
-    pub to: GgmlType,
+    pub from: DType,
+    pub to: DType,
     /// Bytes written.
     pub bytes: usize,
 }
@@ -186,7 +186,7 @@ pub fn quantize(
 
 fn write_all(
     inp: &source::Input,
-    types: &[GgmlType],
+    types: &[DType],
     writer: &GgufWriter<'_>,
     path: &Path,
     on_tensor: &mut dyn FnMut(&Progress<'_>),

@@ -7,7 +7,7 @@
 
 use std::cmp::Ordering;
 
-use llama31_formats::GgmlType;
+use llama31_formats::DType;
 
 use crate::error::{QuantizeError, Result};
 use crate::ftype::FileType;
@@ -22,7 +22,7 @@ pub struct PlanTensor {
     /// Number of dimensions.
     pub n_dims: usize,
     /// The tensor's type in the input.
-    pub input_type: GgmlType,
+    pub input_type: DType,
 }
 
 /// Model hyper-parameters the mixes look at.
@@ -183,9 +183,9 @@ fn use_more_bits(i_layer: usize, n_layers: usize) -> bool {
 
 impl State {
     /// `llama_tensor_get_type_impl` for the supported file types.
-    fn impl_type(&mut self, mut new_type: GgmlType, t: &PlanTensor, cat: Category) -> GgmlType {
+    fn impl_type(&mut self, mut new_type: DType, t: &PlanTensor, cat: Category) -> DType {
+        use DType as G;
         use FileType as F;
-        use GgmlType as G;
         let ftype = self.ftype;
         if cat == Category::Output || (self.has_tied_embeddings && cat == Category::TokenEmbd) {
             if !t.ne0.is_multiple_of(new_type.block_size()) {
@@ -248,8 +248,8 @@ impl State {
     }
 
     /// `tensor_type_fallback`: a type whose blocks fit the row length.
-    fn fallback(&mut self, t: &PlanTensor, target: GgmlType) -> Result<GgmlType> {
-        use GgmlType as G;
+    fn fallback(&mut self, t: &PlanTensor, target: DType) -> Result<DType> {
+        use DType as G;
         let qk = target.block_size();
         if t.ne0.is_multiple_of(qk) {
             return Ok(target);
@@ -287,7 +287,7 @@ impl State {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// One type per input tensor, in the order given.
-    pub types: Vec<GgmlType>,
+    pub types: Vec<DType>,
     /// Tensors whose row length forced a fallback type.
     pub n_fallback: usize,
 }

@@ -6,9 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use llama31_formats::{
-    DType, FileLoading, GgmlType, GgufValue, ModelSource, TensorView, WeightFile,
-};
+use llama31_formats::{DType, FileLoading, GgufValue, ModelSource, TensorView, WeightFile};
 use llama31_model::weights::{GlobalTensor, LayerTensor};
 use llama31_model::{Checkpoint, Config, Llama3RopeScaling, NameScheme};
 
@@ -33,7 +31,7 @@ pub(crate) struct InTensor {
     /// Row-major shape, outermost first.
     pub shape: Vec<usize>,
     /// The type the tensor has in the input GGUF.
-    pub input_type: GgmlType,
+    pub input_type: DType,
     pub origin: Origin,
 }
 
@@ -141,15 +139,11 @@ fn describe(file: &WeightFile, name: &str) -> Result<(DType, Vec<usize>)> {
 
 /// The GGUF type of a checkpoint tensor: 1-D tensors become F32, 2-D tensors keep their float
 /// type; anything else cannot be converted.
-fn checkpoint_type(name: &str, dtype: DType, n_dims: usize) -> Result<GgmlType> {
+fn checkpoint_type(name: &str, dtype: DType, n_dims: usize) -> Result<DType> {
     let float = matches!(dtype, DType::F32 | DType::F16 | DType::BF16);
     match (float, n_dims) {
-        (true, 1) => Ok(GgmlType::F32),
-        (true, _) => dtype.to_ggml().ok_or_else(|| QuantizeError::InputType {
-            tensor: name.to_owned(),
-            dtype: dtype.to_string(),
-            requantize_possible: false,
-        }),
+        (true, 1) => Ok(DType::F32),
+        (true, _) => Ok(dtype),
         (false, _) => Err(QuantizeError::InputType {
             tensor: name.to_owned(),
             dtype: dtype.to_string(),
@@ -255,7 +249,7 @@ fn from_checkpoint(file: WeightFile, cfg: Config, scheme: NameScheme, dir: &Path
         tensors.push(InTensor {
             name: "rope_freqs.weight".into(),
             shape: vec![cfg.head_dim / 2],
-            input_type: GgmlType::F32,
+            input_type: DType::F32,
             origin: Origin::Values(llama3_rope_factors(cfg.head_dim, cfg.rope_theta, s)),
         });
     }

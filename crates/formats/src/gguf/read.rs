@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::dtype::{DType, GgmlType};
+use crate::dtype::DType;
 use crate::error::{FormatError, Result};
 use crate::gguf::types::{GgufArray, GgufValue, GgufValueType};
 use crate::mmap::{Bytes, FileLoading};
@@ -31,7 +31,7 @@ pub struct GgufTensorInfo {
     /// Tensor name.
     pub name: String,
     /// ggml element type.
-    pub ggml_type: GgmlType,
+    pub ggml_type: DType,
     /// Dimensions as stored in the file: innermost (row length) first, like ggml's `ne`.
     pub ne: Vec<u64>,
     /// Row-major shape, outermost first (`ne` reversed).
@@ -580,7 +580,7 @@ impl GgufFile {
             })?;
         Ok(TensorView {
             name: &info.name,
-            dtype: DType::from_ggml(info.ggml_type),
+            dtype: info.ggml_type,
             shape: info.shape.clone(),
             data,
         })
@@ -698,11 +698,12 @@ fn parse_header(path: &Path, buf: &[u8]) -> Result<ParsedHeader> {
         }
         let type_id = c.u32(&format!("tensor `{name}` type"))?;
         let offset = c.u64(&format!("tensor `{name}` offset"))?;
-        let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| FormatError::UnknownGgmlType {
-            path: path.to_path_buf(),
-            tensor: name.clone(),
-            type_id,
-        })?;
+        let ggml_type =
+            DType::from_ggml_id(type_id).ok_or_else(|| FormatError::UnknownGgmlType {
+                path: path.to_path_buf(),
+                tensor: name.clone(),
+                type_id,
+            })?;
         if let Some(d) = ne.iter().position(|&d| d == 0) {
             return Err(bad(format!("dimension {d} is zero (ne = {ne:?})")));
         }

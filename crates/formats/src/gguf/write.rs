@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::dtype::GgmlType;
+use crate::dtype::DType;
 use crate::error::{FormatError, Result};
 use crate::gguf::read::{GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_MAX_DIMS};
 use crate::gguf::types::{GgufArray, GgufValue};
@@ -20,7 +20,7 @@ pub struct GgufWriterTensor<'a> {
     /// Tensor name.
     pub name: String,
     /// ggml type of `data`.
-    pub ggml_type: GgmlType,
+    pub ggml_type: DType,
     /// Row-major shape, outermost first.
     pub shape: Vec<usize>,
     /// Raw bytes, exactly `ggml_type.bytes_for_shape(&shape)` long; `None` for tensors added with
@@ -68,7 +68,7 @@ impl<'a> GgufWriter<'a> {
     pub fn add_tensor(
         &mut self,
         name: impl Into<String>,
-        ggml_type: GgmlType,
+        ggml_type: DType,
         shape: &[usize],
         data: impl Into<Cow<'a, [u8]>>,
     ) -> &mut Self {
@@ -87,7 +87,7 @@ impl<'a> GgufWriter<'a> {
     pub fn add_tensor_info(
         &mut self,
         name: impl Into<String>,
-        ggml_type: GgmlType,
+        ggml_type: DType,
         shape: &[usize],
     ) -> &mut Self {
         self.tensors.push(GgufWriterTensor {
@@ -155,6 +155,12 @@ impl<'a> GgufWriter<'a> {
                     t.name, t.shape
                 )));
             }
+            if t.ggml_type.ggml_id().is_none() {
+                return Err(werr(format!(
+                    "tensor `{}`: {} has no ggml type id",
+                    t.name, t.ggml_type
+                )));
+            }
             let need = t.ggml_type.bytes_for_shape(&t.shape).ok_or_else(|| {
                 werr(format!(
                     "tensor `{}`: shape {:?} invalid for {} (block size {})",
@@ -205,7 +211,13 @@ impl<'a> GgufWriter<'a> {
             for &d in t.shape.iter().rev() {
                 header.extend_from_slice(&(d as u64).to_le_bytes());
             }
-            header.extend_from_slice(&t.ggml_type.id().to_le_bytes());
+            let id = t.ggml_type.ggml_id().ok_or_else(|| {
+                werr(format!(
+                    "tensor `{}`: {} has no ggml type id",
+                    t.name, t.ggml_type
+                ))
+            })?;
+            header.extend_from_slice(&id.to_le_bytes());
             header.extend_from_slice(&(off as u64).to_le_bytes());
         }
         let padded = header.len().next_multiple_of(alignment);

@@ -1,10 +1,9 @@
 //! GGUF/ggml block types, one module each: the `#[repr(C)]` block struct mirroring
 //! `ggml-common.h` (with a size assertion), its dequantization, its reference quantization, its
 //! scalar dot product against the activation format ggml pairs it with (the oracle) and its SIMD
-//! kernels. Every type implements [`BlockFormat`]; the weight types also [`GgmlType`], the
-//! activation formats [`ActFormat`]. The runtime enums [`QuantType`] and [`ActType`] reach the
-//! implementations through [`dispatch!`] and [`dispatch_act!`], the only matches that map an enum
-//! value to its type.
+//! kernels. Every type implements [`BlockFormat`]; the weight types also [`BlockType`], the
+//! activation formats [`ActFormat`]. A runtime [`DType`] reaches the implementations through
+//! [`dispatch!`] and [`dispatch_act!`], the only matches that map an enum value to its type.
 //!
 //! Blocks are read and written as little-endian bytes at the structs' `offset_of!` positions, so
 //! input of any alignment works.
@@ -15,7 +14,7 @@
 //! | Q4_1, Q5_1                   | Q8_1                       |
 //! | Q2_K, Q3_K, Q4_K, Q5_K, Q6_K | Q8_K                       |
 
-use crate::{mul, KernelError, Result};
+use crate::{mul, DType, KernelError, Result};
 
 pub mod f16;
 pub mod q2_k;
@@ -47,8 +46,8 @@ pub trait BlockFormat {
     const BLCK_SIZE: usize;
     /// Bytes per block.
     const BLCK_BYTES: usize = std::mem::size_of::<Self::Block>();
-    /// ggml's type id (`enum ggml_type`).
-    const GGML_ID: u32;
+    /// The element type (which also gives ggml's type id).
+    const DTYPE: DType;
 
     /// Dequantizes one block (`block`: `BLCK_BYTES` bytes, `out`: `BLCK_SIZE` values), bit-exact
     /// with ggml's `dequantize_row_*` (same operation order, no fused multiply-add).
@@ -63,19 +62,17 @@ pub trait BlockFormat {
 ///
 /// The SIMD entry points return `None` (or are absent) where the type has no such kernel or the
 /// CPU lacks its features; callers pick a kernel once per call or row chunk, never per block.
-pub trait GgmlType: BlockFormat {
-    /// The runtime tag.
-    const DTYPE: QuantType;
+pub trait BlockType: BlockFormat {
     /// ggml's `vec_dot_type`: what activations are quantized to before the dot product.
     type VecDotType: ActFormat;
-    /// Whether [`GgmlType::vec_dot_avx2`] has a kernel (on a CPU with AVX2/FMA/F16C).
+    /// Whether [`BlockType::vec_dot_avx2`] has a kernel (on a CPU with AVX2/FMA/F16C).
     const HAS_AVX2_DOT: bool = false;
 
     /// The scalar dot product of whole blocks `w` with whole blocks `a` of the same length, as
     /// ggml's generic (`*_generic`) code computes it: the oracle of the SIMD kernels.
     fn vec_dot_unopt(w: &[u8], a: &[u8]) -> f32;
 
-    /// The AVX2 dot product (same integer sums per block as [`GgmlType::vec_dot_unopt`]), or
+    /// The AVX2 dot product (same integer sums per block as [`BlockType::vec_dot_unopt`]), or
     /// `None` when there is none or the CPU lacks AVX2/FMA/F16C.
     #[inline]
     fn vec_dot_avx2(w: &[u8], a: &[u8]) -> Option<f32> {
@@ -135,7 +132,7 @@ pub trait GgmlType: BlockFormat {
     }
 
     /// The eight-row kernel: `out[j][r]` = repacked row `r` of `x` (`nb` blocks) · activation
-    /// row `a[j]` (scales `s[j]`, sums `c[j]` where [`GgmlType::x8_needs_sums`]).
+    /// row `a[j]` (scales `s[j]`, sums `c[j]` where [`BlockType::x8_needs_sums`]).
     ///
     /// # Safety
     /// `isa` is one this CPU runs, `X8_BLOCK_BYTES` is `Some`, and the pointers address `nb`
@@ -158,8 +155,6 @@ pub trait GgmlType: BlockFormat {
 
 /// An 8-bit activation format (the `VecDotType` of a weight type).
 pub trait ActFormat: BlockFormat {
-    /// The runtime tag.
-    const ACT: ActType;
     /// f32 scales per block in [`ActFormat::act_scales`].
     const SCALES_PER_BLOCK: usize;
 
@@ -179,183 +174,125 @@ pub trait ActFormat: BlockFormat {
     fn act_scales(row: &[u8], out: &mut Vec<f32>);
 }
 
-/// The quantized weight types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum QuantType {
-    Q4_0,
-    Q4_1,
-    Q5_0,
-    Q5_1,
-    Q8_0,
-    Q2K,
-    Q3K,
-    Q4K,
-    Q5K,
-    Q6K,
-}
+/// The block types the kernels compute with as weights, in ggml id order: each has a
+/// [`BlockType`] implementation, reached through [`dispatch!`].
+pub const WEIGHT_TYPES: [DType; 10] = [
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+    DType::Q8_0,
+    DType::Q2_K,
+    DType::Q3_K,
+    DType::Q4_K,
+    DType::Q5_K,
+    DType::Q6_K,
+];
 
-/// Runs `$body` with `$T` the [`GgmlType`] of the [`QuantType`] `$ty`: the one place an enum
-/// value is mapped to its implementation.
+/// The activation formats of [`WEIGHT_TYPES`] (each has an [`ActFormat`] implementation, reached
+/// through [`dispatch_act!`]).
+pub const ACT_TYPES: [DType; 3] = [DType::Q8_0, DType::Q8_1, DType::Q8_K];
+
+/// Runs `$body` with `$T` the [`BlockType`] of the weight type `$ty` (a [`DType`]): the one place
+/// an enum value is mapped to its implementation. Other types take the `$p => $other` arm, or,
+/// without one, panic: that form is only for callers whose entry point has already rejected
+/// them (with [`KernelError::Unsupported`]).
 macro_rules! dispatch {
-    ($ty:expr, $T:ident => $body:expr) => {{
-        use $crate::quants::QuantType as Qt;
+    ($ty:expr, $T:ident => $body:expr, $p:pat => $other:expr) => {{
+        use $crate::DType as Dt;
         match $ty {
-            Qt::Q4_0 => {
+            Dt::Q4_0 => {
                 type $T = $crate::quants::q4_0::Q4_0;
                 $body
             }
-            Qt::Q4_1 => {
+            Dt::Q4_1 => {
                 type $T = $crate::quants::q4_1::Q4_1;
                 $body
             }
-            Qt::Q5_0 => {
+            Dt::Q5_0 => {
                 type $T = $crate::quants::q5_0::Q5_0;
                 $body
             }
-            Qt::Q5_1 => {
+            Dt::Q5_1 => {
                 type $T = $crate::quants::q5_1::Q5_1;
                 $body
             }
-            Qt::Q8_0 => {
+            Dt::Q8_0 => {
                 type $T = $crate::quants::q8_0::Q8_0;
                 $body
             }
-            Qt::Q2K => {
+            Dt::Q2_K => {
                 type $T = $crate::quants::q2_k::Q2K;
                 $body
             }
-            Qt::Q3K => {
+            Dt::Q3_K => {
                 type $T = $crate::quants::q3_k::Q3K;
                 $body
             }
-            Qt::Q4K => {
+            Dt::Q4_K => {
                 type $T = $crate::quants::q4_k::Q4K;
                 $body
             }
-            Qt::Q5K => {
+            Dt::Q5_K => {
                 type $T = $crate::quants::q5_k::Q5K;
                 $body
             }
-            Qt::Q6K => {
+            Dt::Q6_K => {
                 type $T = $crate::quants::q6_k::Q6K;
                 $body
             }
+            $p => $other,
         }
     }};
+    ($ty:expr, $T:ident => $body:expr) => {
+        $crate::quants::dispatch!($ty, $T => $body, other => {
+            unreachable!("{other}: not a kernel weight type (rejected by the entry point)")
+        })
+    };
 }
 pub(crate) use dispatch;
 
-/// [`dispatch!`] for the [`ActType`] `$act`: `$A` is its [`ActFormat`].
+/// [`dispatch!`] for the activation format `$act` (a [`DType`]): `$A` is its [`ActFormat`].
 macro_rules! dispatch_act {
-    ($act:expr, $A:ident => $body:expr) => {{
-        use $crate::quants::ActType as At;
+    ($act:expr, $A:ident => $body:expr, $p:pat => $other:expr) => {{
+        use $crate::DType as Dt;
         match $act {
-            At::Q8_0 => {
+            Dt::Q8_0 => {
                 type $A = $crate::quants::q8_0::Q8_0;
                 $body
             }
-            At::Q8_1 => {
+            Dt::Q8_1 => {
                 type $A = $crate::quants::q8_1::Q8_1;
                 $body
             }
-            At::Q8K => {
+            Dt::Q8_K => {
                 type $A = $crate::quants::q8_k::Q8K;
                 $body
             }
+            $p => $other,
         }
     }};
 }
 pub(crate) use dispatch_act;
 
-impl QuantType {
-    /// Every type, in ggml id order.
-    pub const ALL: [QuantType; 10] = [
-        QuantType::Q4_0,
-        QuantType::Q4_1,
-        QuantType::Q5_0,
-        QuantType::Q5_1,
-        QuantType::Q8_0,
-        QuantType::Q2K,
-        QuantType::Q3K,
-        QuantType::Q4K,
-        QuantType::Q5K,
-        QuantType::Q6K,
-    ];
-
-    /// Weights per block.
-    pub fn block_elems(self) -> usize {
-        dispatch!(self, T => T::BLCK_SIZE)
+/// Bytes needed for `n` elements of `ty` (a multiple of its block size); any [`DType`].
+pub fn bytes_for(ty: DType, n: usize) -> Result<usize> {
+    let be = ty.block_size();
+    if !n.is_multiple_of(be) {
+        return Err(KernelError::Invalid(format!(
+            "{ty}: {n} elements is not a multiple of the block size {be}"
+        )));
     }
-
-    /// Bytes per block.
-    pub fn block_bytes(self) -> usize {
-        dispatch!(self, T => T::BLCK_BYTES)
-    }
-
-    /// ggml's type id (`enum ggml_type`).
-    pub fn ggml_id(self) -> u32 {
-        dispatch!(self, T => T::GGML_ID)
-    }
-
-    /// Inverse of [`QuantType::ggml_id`].
-    pub fn from_ggml_id(id: u32) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.ggml_id() == id)
-    }
-
-    /// ggml's `vec_dot_type`: the activation format this type is multiplied with.
-    pub fn vec_dot_type(self) -> ActType {
-        dispatch!(self, T => <<T as GgmlType>::VecDotType as ActFormat>::ACT)
-    }
-
-    /// Bytes needed for `n_elems` weights (which must be a multiple of the block size).
-    pub fn bytes_for(self, n_elems: usize) -> Result<usize> {
-        if !n_elems.is_multiple_of(self.block_elems()) {
-            return Err(KernelError::Invalid(format!(
-                "{self:?}: {n_elems} elements is not a multiple of the block size {}",
-                self.block_elems()
-            )));
-        }
-        mul(
-            "quant bytes",
-            n_elems / self.block_elems(),
-            self.block_bytes(),
-        )
-    }
+    mul("quant bytes", n / be, ty.type_size())
 }
 
-/// 8-bit activation formats used by the dot products.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ActType {
-    Q8_0,
-    Q8_1,
-    Q8K,
-}
-
-impl ActType {
-    /// Activations per block.
-    pub fn block_elems(self) -> usize {
-        dispatch_act!(self, A => A::BLCK_SIZE)
-    }
-
-    /// Bytes per block.
-    pub fn block_bytes(self) -> usize {
-        dispatch_act!(self, A => A::BLCK_BYTES)
-    }
-
-    /// Bytes needed for `n` activations (a multiple of the block size).
-    pub fn bytes_for(self, n: usize) -> Result<usize> {
-        if !n.is_multiple_of(self.block_elems()) {
-            return Err(KernelError::Invalid(format!(
-                "{self:?}: {n} activations is not a multiple of the block size {}",
-                self.block_elems()
-            )));
-        }
-        mul(
-            "activation bytes",
-            n / self.block_elems(),
-            self.block_bytes(),
-        )
-    }
+/// ggml's `vec_dot_type`: the activation format the weight type `ty` is multiplied with;
+/// [`KernelError::Unsupported`] for a type without quantized dot products.
+pub fn vec_dot_type(ty: DType) -> Result<DType> {
+    Ok(
+        dispatch!(ty, T => <<T as BlockType>::VecDotType as BlockFormat>::DTYPE,
+        other => return Err(KernelError::Unsupported(other))),
+    )
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use super::q8_k::{q8k, Q8K};
 use super::util::{
     blocks, make_qkx2_quants, min_term, nearest_int, pack2, put_f16, rd_f16, scaled_isum,
 };
-use super::{BlockFormat, GgmlType, QuantType, QK_K};
+use super::{BlockFormat, BlockType, QK_K};
+use crate::DType;
 
 /// `block_q2_K`: 256 weights in 16 groups of 16, 4-bit scale and min per group.
 #[repr(C)]
@@ -25,7 +26,7 @@ pub struct Q2K;
 impl BlockFormat for Q2K {
     type Block = BlockQ2K;
     const BLCK_SIZE: usize = QK_K;
-    const GGML_ID: u32 = 10;
+    const DTYPE: DType = DType::Q2_K;
 
     fn to_float(b: &[u8], y: &mut [f32]) {
         let d = rd_f16(b, offset_of!(BlockQ2K, d));
@@ -111,8 +112,7 @@ impl BlockFormat for Q2K {
     }
 }
 
-impl GgmlType for Q2K {
-    const DTYPE: QuantType = QuantType::Q2K;
+impl BlockType for Q2K {
     type VecDotType = Q8K;
 
     fn vec_dot_unopt(w: &[u8], a: &[u8]) -> f32 {

@@ -6,7 +6,8 @@ use std::mem::{offset_of, size_of};
 
 use super::q8_k::{q8k, Q8K};
 use super::util::{blocks, make_q3_quants, nearest_int, pack2, put_f16, rd_f16, scaled_isum};
-use super::{BlockFormat, GgmlType, QuantType, QK_K};
+use super::{BlockFormat, BlockType, QK_K};
+use crate::DType;
 
 /// `block_q3_K`: 256 weights, 2 low bits in `qs`, high bit in `hmask`, 6-bit scales.
 #[repr(C)]
@@ -24,7 +25,7 @@ pub struct Q3K;
 impl BlockFormat for Q3K {
     type Block = BlockQ3K;
     const BLCK_SIZE: usize = QK_K;
-    const GGML_ID: u32 = 11;
+    const DTYPE: DType = DType::Q3_K;
 
     fn to_float(b: &[u8], y: &mut [f32]) {
         const KMASK1: u32 = 0x0303_0303;
@@ -122,8 +123,7 @@ impl BlockFormat for Q3K {
     }
 }
 
-impl GgmlType for Q3K {
-    const DTYPE: QuantType = QuantType::Q3K;
+impl BlockType for Q3K {
     type VecDotType = Q8K;
 
     fn vec_dot_unopt(w: &[u8], a: &[u8]) -> f32 {

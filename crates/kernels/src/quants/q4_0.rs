@@ -5,7 +5,8 @@ use std::mem::{offset_of, size_of};
 
 use super::q8_0::{BlockQ8_0, Q8_0};
 use super::util::{blocks, i8s, inv, put_f16, rd_f16, signed_absmax};
-use super::{BlockFormat, GgmlType, QuantType, QK};
+use super::{BlockFormat, BlockType, QK};
+use crate::DType;
 
 /// `block_q4_0`: 32 weights, `w = d · (q - 8)`.
 #[repr(C)]
@@ -21,7 +22,7 @@ pub struct Q4_0;
 impl BlockFormat for Q4_0 {
     type Block = BlockQ4_0;
     const BLCK_SIZE: usize = QK;
-    const GGML_ID: u32 = 2;
+    const DTYPE: DType = DType::Q4_0;
 
     fn to_float(b: &[u8], y: &mut [f32]) {
         let d = rd_f16(b, offset_of!(BlockQ4_0, d));
@@ -48,8 +49,7 @@ impl BlockFormat for Q4_0 {
     }
 }
 
-impl GgmlType for Q4_0 {
-    const DTYPE: QuantType = QuantType::Q4_0;
+impl BlockType for Q4_0 {
     type VecDotType = Q8_0;
     const HAS_AVX2_DOT: bool = true;
 

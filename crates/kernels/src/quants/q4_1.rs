@@ -13,7 +13,8 @@ use crate::qgemm_x8::ROWS;
 
 use super::q8_1::{BlockQ8_1, Q8_1};
 use super::util::{blocks, i8s, inv, min_max, put_f16, rd_f16};
-use super::{BlockFormat, GgmlType, QuantType, QK};
+use super::{BlockFormat, BlockType, QK};
+use crate::DType;
 
 /// `block_q4_1`: 32 weights, `w = d · q + m`.
 #[repr(C)]
@@ -30,7 +31,7 @@ pub struct Q4_1;
 impl BlockFormat for Q4_1 {
     type Block = BlockQ4_1;
     const BLCK_SIZE: usize = QK;
-    const GGML_ID: u32 = 3;
+    const DTYPE: DType = DType::Q4_1;
 
     fn to_float(b: &[u8], y: &mut [f32]) {
         let d = rd_f16(b, offset_of!(BlockQ4_1, d));
@@ -59,8 +60,7 @@ impl BlockFormat for Q4_1 {
     }
 }
 
-impl GgmlType for Q4_1 {
-    const DTYPE: QuantType = QuantType::Q4_1;
+impl BlockType for Q4_1 {
     type VecDotType = Q8_1;
     const HAS_AVX2_DOT: bool = true;
 

@@ -16,7 +16,8 @@ use super::q8_k::{q8k, Q8K};
 use super::util::{
     blocks, get_scale_min_k4, min_term, qk_scales_and_levels, rd_f16, scaled_isum, scales_mins_k4,
 };
-use super::{BlockFormat, GgmlType, QuantType, QK_K};
+use super::{BlockFormat, BlockType, QK_K};
+use crate::DType;
 
 const K_SCALE_SIZE: usize = 12;
 
@@ -36,7 +37,7 @@ pub struct Q4K;
 impl BlockFormat for Q4K {
     type Block = BlockQ4K;
     const BLCK_SIZE: usize = QK_K;
-    const GGML_ID: u32 = 12;
+    const DTYPE: DType = DType::Q4_K;
 
     fn to_float(b: &[u8], y: &mut [f32]) {
         let d = rd_f16(b, offset_of!(BlockQ4K, d));
@@ -78,8 +79,7 @@ impl BlockFormat for Q4K {
     }
 }
 
-impl GgmlType for Q4K {
-    const DTYPE: QuantType = QuantType::Q4K;
+impl BlockType for Q4K {
     type VecDotType = Q8K;
     const HAS_AVX2_DOT: bool = true;
 

@@ -5,7 +5,8 @@ use std::mem::{offset_of, size_of};
 
 use super::q8_0::{BlockQ8_0, Q8_0};
 use super::util::{blocks, inv, pack5, put_f16, q5_isum, qh32, rd_f16, signed_absmax};
-use super::{BlockFormat, GgmlType, QuantType, QK};
+use super::{BlockFormat, BlockType, QK};
+use crate::DType;
 
 /// `block_q5_0`: 32 weights, 5th bit in `qh`, `w = d · (q - 16)`.
 #[repr(C)]
@@ -22,7 +23,7 @@ pub struct Q5_0;
 impl BlockFormat for Q5_0 {
     type Block = BlockQ5_0;
     const BLCK_SIZE: usize = QK;
-    const GGML_ID: u32 = 6;
+    const DTYPE: DType = DType::Q5_0;
 
     fn to_float(b: &[u8], y: &mut [f32]) {
         let d = rd_f16(b, offset_of!(BlockQ5_0, d));
@@ -52,8 +53,7 @@ impl BlockFormat for Q5_0 {
     }
 }
 
-impl GgmlType for Q5_0 {
-    const DTYPE: QuantType = QuantType::Q5_0;
+impl BlockType for Q5_0 {
     type VecDotType = Q8_0;
     const HAS_AVX2_DOT: bool = true;
 

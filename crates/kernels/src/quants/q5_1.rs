@@ -5,7 +5,8 @@ use std::mem::{offset_of, size_of};
 
 use super::q8_1::{BlockQ8_1, Q8_1};
 use super::util::{blocks, inv, min_max, pack5, put_f16, q5_isum, qh32, rd_f16};
-use super::{BlockFormat, GgmlType, QuantType, QK};
+use super::{BlockFormat, BlockType, QK};
+use crate::DType;
 
 /// `block_q5_1`: 32 weights, `w = d · q + m`.
 #[repr(C)]
@@ -23,7 +24,7 @@ pub struct Q5_1;
 impl BlockFormat for Q5_1 {
     type Block = BlockQ5_1;
     const BLCK_SIZE: usize = QK;
-    const GGML_ID: u32 = 7;
+    const DTYPE: DType = DType::Q5_1;
 
     fn to_float(b: &[u8], y: &mut [f32]) {
         let d = rd_f16(b, offset_of!(BlockQ5_1, d));
@@ -55,8 +56,7 @@ impl BlockFormat for Q5_1 {
     }
 }
 
-impl GgmlType for Q5_1 {
-    const DTYPE: QuantType = QuantType::Q5_1;
+impl BlockType for Q5_1 {
     type VecDotType = Q8_1;
     const HAS_AVX2_DOT: bool = true;
 

@@ -7,7 +7,8 @@ use super::q8_k::{q8k, Q8K};
 use super::util::{
     blocks, get_scale_min_k4, min_term, qk_scales_and_levels, rd_f16, scaled_isum, scales_mins_k4,
 };
-use super::{BlockFormat, GgmlType, QuantType, QK_K};
+use super::{BlockFormat, BlockType, QK_K};
+use crate::DType;
 
 const K_SCALE_SIZE: usize = 12;
 
@@ -28,7 +29,7 @@ pub struct Q5K;
 impl BlockFormat for Q5K {
     type Block = BlockQ5K;
     const BLCK_SIZE: usize = QK_K;
-    const GGML_ID: u32 = 13;
+    const DTYPE: DType = DType::Q5_K;
 
     fn to_float(b: &[u8], y: &mut [f32]) {
         let d = rd_f16(b, offset_of!(BlockQ5K, d));
@@ -91,8 +92,7 @@ impl BlockFormat for Q5K {
     }
 }
 
-impl GgmlType for Q5K {
-    const DTYPE: QuantType = QuantType::Q5K;
+impl BlockType for Q5K {
     type VecDotType = Q8K;
 
     fn vec_dot_unopt(w: &[u8], a: &[u8]) -> f32 {

@@ -16,7 +16,8 @@ use super::q8_k::{q8k, Q8K};
 use super::util::{
     blocks, make_qx_quants, nearest_int, put_f16, rd_f16, scaled_isum, GROUP_MAX_EPS,
 };
-use super::{BlockFormat, GgmlType, QuantType, QK_K};
+use super::{BlockFormat, BlockType, QK_K};
+use crate::DType;
 
 /// `block_q6_K`: 256 weights, 4 low bits in `ql`, 2 high bits in `qh`, 8-bit scales per 16.
 #[repr(C)]
@@ -34,7 +35,7 @@ pub struct Q6K;
 impl BlockFormat for Q6K {
     type Block = BlockQ6K;
     const BLCK_SIZE: usize = QK_K;
-    const GGML_ID: u32 = 14;
+    const DTYPE: DType = DType::Q6_K;
 
     fn to_float(b: &[u8], y: &mut [f32]) {
         let d = rd_f16(b, offset_of!(BlockQ6K, d));
@@ -106,8 +107,7 @@ impl BlockFormat for Q6K {
     }
 }
 
-impl GgmlType for Q6K {
-    const DTYPE: QuantType = QuantType::Q6K;
+impl BlockType for Q6K {
     type VecDotType = Q8K;
     const HAS_AVX2_DOT: bool = true;
 

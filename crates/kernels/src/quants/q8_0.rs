@@ -14,7 +14,8 @@ use crate::qgemm_x8::ROWS;
 use crate::Result;
 
 use super::util::{blocks, i8s, inv, put_f16, rd_f16};
-use super::{ActFormat, ActType, BlockFormat, GgmlType, QuantType, QK};
+use super::{ActFormat, BlockFormat, BlockType, QK};
+use crate::DType;
 
 /// `block_q8_0`: 32 weights, `w = d · q`.
 #[repr(C)]
@@ -30,7 +31,7 @@ pub struct Q8_0;
 impl BlockFormat for Q8_0 {
     type Block = BlockQ8_0;
     const BLCK_SIZE: usize = QK;
-    const GGML_ID: u32 = 8;
+    const DTYPE: DType = DType::Q8_0;
 
     fn to_float(b: &[u8], y: &mut [f32]) {
         let d = rd_f16(b, offset_of!(BlockQ8_0, d));
@@ -54,8 +55,7 @@ impl BlockFormat for Q8_0 {
     }
 }
 
-impl GgmlType for Q8_0 {
-    const DTYPE: QuantType = QuantType::Q8_0;
+impl BlockType for Q8_0 {
     type VecDotType = Q8_0;
     const HAS_AVX2_DOT: bool = true;
 
@@ -136,12 +136,11 @@ impl GgmlType for Q8_0 {
 }
 
 impl ActFormat for Q8_0 {
-    const ACT: ActType = ActType::Q8_0;
     const SCALES_PER_BLOCK: usize = 1;
 
     /// In parallel over blocks, like the weights ([`crate::quantize::quantize_row`]).
     fn quantize_row(src: &[f32], dst: &mut [u8]) -> Result<()> {
-        crate::quantize::quantize_row(QuantType::Q8_0, src, dst)
+        crate::quantize::quantize_row(DType::Q8_0, src, dst)
     }
 
     fn act_scales(row: &[u8], out: &mut Vec<f32>) {

@@ -4,7 +4,8 @@
 use std::mem::{offset_of, size_of};
 
 use super::util::{put_f16, rd_f16};
-use super::{ActFormat, ActType, BlockFormat, QK};
+use super::{ActFormat, BlockFormat, QK};
+use crate::DType;
 
 /// `block_q8_1`: 32 activations, `a = d · q`, plus `s = d · Σq` (both f16).
 #[derive(Debug, Clone, Copy)]
@@ -22,7 +23,7 @@ pub struct Q8_1;
 impl BlockFormat for Q8_1 {
     type Block = BlockQ8_1;
     const BLCK_SIZE: usize = QK;
-    const GGML_ID: u32 = 9;
+    const DTYPE: DType = DType::Q8_1;
 
     /// `d · q` (the sum `s` is not needed).
     fn to_float(b: &[u8], y: &mut [f32]) {
@@ -53,7 +54,6 @@ impl BlockFormat for Q8_1 {
 }
 
 impl ActFormat for Q8_1 {
-    const ACT: ActType = ActType::Q8_1;
     const SCALES_PER_BLOCK: usize = 2;
 
     /// `[d0, s0, d1, s1, …]`.

@@ -4,7 +4,8 @@
 use std::mem::{offset_of, size_of};
 
 use super::util::{nearest_int, rd_f32};
-use super::{ActFormat, ActType, BlockFormat, QK_K};
+use super::{ActFormat, BlockFormat, QK_K};
+use crate::DType;
 
 /// `block_q8_K`: 256 activations, `a = d · q` (f32 `d`), plus the sums of each 16 quants.
 #[derive(Debug, Clone, Copy)]
@@ -22,7 +23,7 @@ pub struct Q8K;
 impl BlockFormat for Q8K {
     type Block = BlockQ8K;
     const BLCK_SIZE: usize = QK_K;
-    const GGML_ID: u32 = 15;
+    const DTYPE: DType = DType::Q8_K;
 
     /// `d · q` (the group sums are not needed).
     fn to_float(b: &[u8], y: &mut [f32]) {
@@ -66,7 +67,6 @@ impl BlockFormat for Q8K {
 }
 
 impl ActFormat for Q8K {
-    const ACT: ActType = ActType::Q8K;
     const SCALES_PER_BLOCK: usize = 1;
 
     /// `[d0, d1, …]` (the kernels read the group sums from the blocks).

@@ -1,11 +1,12 @@
-//! Every type's SIMD kernels against its scalar twin, through [`GgmlType`] (the idea of candle's
+//! Every type's SIMD kernels against its scalar twin, through [`BlockType`] (the idea of candle's
 //! `quantized_tests.rs`): the AVX2 row dot, every instruction set's tiles and the eight-row
 //! repacked kernels. The k-quant row dots and all tiles compute the scalar code's integer sums
 //! and f32 formula and must give its bits or (legacy quants, tiles) agree within an f32
 //! reordering; the tiles of every instruction set and shape, and the repacked kernels, must give
 //! the same bits as each other.
 
-use super::{ActFormat, BlockFormat, GgmlType, QuantType, QK_K};
+use super::{ActFormat, BlockFormat, BlockType, QK_K};
+use crate::DType;
 
 /// xorshift values in −1..1, with occasional outliers.
 fn values(seed: &mut u64, n: usize, scale: f32) -> Vec<f32> {
@@ -36,7 +37,7 @@ fn quantize<F: BlockFormat>(x: &[f32]) -> Vec<u8> {
 }
 
 /// `Σ |w_i a_i|` of the dequantized operands: the scale of the reordering tolerance.
-fn abs_scale<T: GgmlType>(w: &[u8], a: &[u8], n: usize) -> f32 {
+fn abs_scale<T: BlockType>(w: &[u8], a: &[u8], n: usize) -> f32 {
     let mut wd = vec![0.0f32; n];
     let mut ad = vec![0.0f32; n];
     for (b, y) in w
@@ -45,7 +46,7 @@ fn abs_scale<T: GgmlType>(w: &[u8], a: &[u8], n: usize) -> f32 {
     {
         T::to_float(b, y);
     }
-    type A<T> = <T as GgmlType>::VecDotType;
+    type A<T> = <T as BlockType>::VecDotType;
     for (b, y) in a
         .chunks_exact(A::<T>::BLCK_BYTES)
         .zip(ad.chunks_exact_mut(A::<T>::BLCK_SIZE))
@@ -55,9 +56,9 @@ fn abs_scale<T: GgmlType>(w: &[u8], a: &[u8], n: usize) -> f32 {
     wd.iter().zip(&ad).map(|(x, y)| (x * y).abs()).sum()
 }
 
-fn check<T: GgmlType>() {
+fn check<T: BlockType>() {
     let k = T::BLCK_SIZE == QK_K;
-    let mut seed = 0x243f_6a88_85a3_08d3u64 ^ u64::from(T::GGML_ID);
+    let mut seed = 0x243f_6a88_85a3_08d3u64 ^ u64::from(T::DTYPE.ggml_id().unwrap());
     let lens: &[usize] = if k {
         &[256, 768, 2048]
     } else {
@@ -97,7 +98,7 @@ fn check<T: GgmlType>() {
 
 /// Every instruction set's 1 × 1 tile against the scalar twin, and all against the first.
 #[cfg(target_arch = "x86_64")]
-fn check_tiles<T: GgmlType>(w: &[u8], a: &[u8], want: f32, tol: f32) {
+fn check_tiles<T: BlockType>(w: &[u8], a: &[u8], want: f32, tol: f32) {
     if T::tile_kernel::<1, 1>(crate::cpu::Isa::Avx2).is_none() {
         return;
     }
@@ -120,7 +121,7 @@ fn check_tiles<T: GgmlType>(w: &[u8], a: &[u8], want: f32, tol: f32) {
 
 /// Eight repacked rows (the four weight rows twice) against the 1 × 1 tiles, bit for bit.
 #[cfg(target_arch = "x86_64")]
-fn check_x8<T: GgmlType>(ws: &[Vec<u8>], acts: &[Vec<u8>]) {
+fn check_x8<T: BlockType>(ws: &[Vec<u8>], acts: &[Vec<u8>]) {
     use crate::qgemm_x8::ROWS;
     let Some(bb) = T::X8_BLOCK_BYTES else {
         return;
@@ -177,19 +178,46 @@ fn check_x8<T: GgmlType>(ws: &[Vec<u8>], acts: &[Vec<u8>]) {
 
 #[test]
 fn every_simd_kernel_matches_its_scalar_twin() {
-    for ty in QuantType::ALL {
+    for ty in crate::quants::WEIGHT_TYPES {
         dispatch!(ty, T => check::<T>());
     }
 }
 
 #[test]
 fn trait_constants_match_the_runtime_enums() {
-    for ty in QuantType::ALL {
+    for ty in crate::quants::WEIGHT_TYPES {
         dispatch!(ty, T => {
             assert_eq!(T::DTYPE, ty);
-            assert_eq!(T::BLCK_BYTES, ty.block_bytes());
-            assert_eq!(QuantType::from_ggml_id(T::GGML_ID), Some(ty));
-            assert_eq!(<<T as GgmlType>::VecDotType as ActFormat>::ACT, ty.vec_dot_type());
+            assert_eq!((T::BLCK_SIZE, T::BLCK_BYTES), (ty.block_size(), ty.type_size()));
+            let act = <<T as BlockType>::VecDotType as BlockFormat>::DTYPE;
+            assert_eq!(act, super::vec_dot_type(ty).unwrap());
+            assert!(super::ACT_TYPES.contains(&act));
         });
+    }
+}
+
+#[test]
+fn activation_constants_match_the_runtime_enum() {
+    for act in super::ACT_TYPES {
+        super::dispatch_act!(act, A => {
+            assert_eq!(A::DTYPE, act);
+            assert_eq!((A::BLCK_SIZE, A::BLCK_BYTES), (act.block_size(), act.type_size()));
+        }, other => panic!("{other} has no activation format"));
+    }
+}
+
+#[test]
+fn other_types_are_unsupported() {
+    for ty in [
+        DType::F32,
+        DType::Q8_1,
+        DType::Q8_K,
+        DType::IQ4_XS,
+        DType::Bool,
+    ] {
+        assert_eq!(
+            super::vec_dot_type(ty),
+            Err(crate::KernelError::Unsupported(ty))
+        );
     }
 }

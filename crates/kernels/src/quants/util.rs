@@ -3,7 +3,7 @@
 //! scale unpacking.
 
 use super::f16::f16_to_f32;
-use super::{BlockFormat, GgmlType, QK, QK_K};
+use super::{BlockFormat, BlockType, QK, QK_K};
 
 /// The f16 at `b[off..off + 2]` as f32.
 #[inline]
@@ -45,7 +45,7 @@ pub(crate) fn i8s(b: &[u8]) -> impl Iterator<Item = i32> + '_ {
 
 /// The matching blocks of weights `w` (type `T`) and activations `a` (its `VecDotType`).
 #[inline]
-pub(crate) fn blocks<'a, T: GgmlType>(
+pub(crate) fn blocks<'a, T: BlockType>(
     w: &'a [u8],
     a: &'a [u8],
 ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {

@@ -11,7 +11,7 @@ use llama31_kernels::{add_assign, attention, rmsnorm, swiglu, AttentionShape};
 
 use super::{Act, Backend, KvView, StepShape};
 use crate::error::{ModelError, Result};
-use crate::weights::{Matrix, MatrixDType};
+use crate::weights::Matrix;
 
 /// The CPU: every operation runs on rayon's pool with the SIMD kernels the CPU has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -122,9 +122,9 @@ impl CpuKv {
 }
 
 impl Matrix {
-    fn weight_ref(&self, dtype: llama31_kernels::WeightDType) -> WeightRef<'_> {
+    fn weight_ref(&self) -> WeightRef<'_> {
         WeightRef {
-            dtype,
+            dtype: self.dtype,
             bytes: self.bytes(),
             rows: self.rows,
             cols: self.cols,
@@ -134,11 +134,11 @@ impl Matrix {
     /// `out[t, o] = Σ_i x[t, i] · self[o, i]` for `t < n` (`x`: `n × cols`, `out`: `n × rows`).
     /// `act` is scratch for the quantized activations of a quantized matrix (reused across calls).
     pub fn matmul(&self, out: &mut [f32], x: &[f32], n: usize, act: &mut Vec<u8>) -> Result<()> {
-        match self.dtype {
-            MatrixDType::Plain(dtype) => matmul(out, x, n, &self.weight_ref(dtype))?,
-            MatrixDType::Quant(qt) => {
-                matmul_quantized(out, x, n, qt, self.bytes(), self.rows, self.cols, act)?
-            }
+        if self.dtype.is_quantized() {
+            let qt = self.dtype;
+            matmul_quantized(out, x, n, qt, self.bytes(), self.rows, self.cols, act)?
+        } else {
+            matmul(out, x, n, &self.weight_ref())?
         }
         Ok(())
     }
@@ -153,9 +153,9 @@ impl Matrix {
         act: &mut Vec<u8>,
     ) -> Result<()> {
         let fused = match mats.first().map(|m| (m.dtype, m.cols)) {
-            Some((MatrixDType::Quant(qt), cols)) if mats.len() <= 4 => mats
+            Some((qt, cols)) if qt.is_quantized() && mats.len() <= 4 => mats
                 .iter()
-                .all(|m| m.dtype == MatrixDType::Quant(qt) && m.cols == cols)
+                .all(|m| m.dtype == qt && m.cols == cols)
                 .then_some((qt, cols)),
             _ => None,
         };
@@ -176,8 +176,7 @@ impl Matrix {
     /// Decodes row `row` into `out` (`cols` values): the embedding lookup.
     pub fn decode_row(&self, row: usize, out: &mut [f32]) -> Result<()> {
         match self.dtype {
-            MatrixDType::Plain(dtype) => self.weight_ref(dtype).decode_rows(row, out)?,
-            MatrixDType::Quant(qt) => {
+            qt if qt.is_quantized() => {
                 let bad = || {
                     ModelError::Config(format!(
                         "row {row} of a {}×{} matrix into {} values",
@@ -189,11 +188,12 @@ impl Matrix {
                 if row >= self.rows || out.len() != self.cols {
                     return Err(bad());
                 }
-                let rb = qt.bytes_for(self.cols)?;
+                let rb = llama31_kernels::quants::bytes_for(qt, self.cols)?;
                 let start = row.checked_mul(rb).ok_or_else(bad)?;
                 let bytes = self.bytes().get(start..start + rb).ok_or_else(bad)?;
                 dequantize(qt, bytes, out)?;
             }
+            _ => self.weight_ref().decode_rows(row, out)?,
         }
         Ok(())
     }
