@@ -4,4 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/fetch-fixtures.sh
 cargo build --release --bin llama31
-exec target/release/llama31 chat --model "${LLAMA31_CACHE:-$HOME/.cache/llama31}/SmolLM2-135M-Instruct.Q4_1.gguf" "$@"
+# Where cargo put it: honours CARGO_TARGET_DIR and a target-dir in cargo's config.
+TARGET_DIR="$(cargo metadata --format-version 1 --no-deps \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+exec "$TARGET_DIR/release/llama31" chat --model "${LLAMA31_CACHE:-$HOME/.cache/llama31}/SmolLM2-135M-Instruct.Q4_1.gguf" "$@"

@@ -19,7 +19,10 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "$want" >"$stamp"
 fi
 
-BIN="${CARGO_TARGET_DIR:-target}/release/llama31"
+# Where cargo puts the binary: honours CARGO_TARGET_DIR and a target-dir in cargo's config.
+TARGET_DIR="$(cargo metadata --format-version 1 --no-deps \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+BIN="$TARGET_DIR/release/llama31"
 [ -x "$BIN" ] || cargo build --release --bin llama31
 LOG="$(mktemp)"
 # --dequantize: the f32 path answers the test's questions the way the assertions expect (with
