@@ -110,6 +110,18 @@ impl ApiError {
         }
     }
 
+    /// A route that exists, called with a method it does not take.
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("method_not_allowed"),
+            retry_after: None,
+        }
+    }
+
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
         json!({

@@ -174,7 +174,12 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/health", get(misc::health))
         .route("/v1/health", get(misc::health))
         .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::method_not_allowed(format!("{} does not take {method} requests.", uri.path()))
 }
 
 async fn fallback(method: Method, uri: axum::http::Uri) -> ApiError {

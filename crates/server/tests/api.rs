@@ -599,6 +599,18 @@ fn bad_requests_are_openai_errors_and_the_server_keeps_serving() {
     let r = get(addr, "/v1/nothing");
     assert_eq!(r.status, 404);
     r.error();
+    // A known route with the wrong method: OpenAI-shaped 405.
+    let r = get(addr, "/v1/chat/completions");
+    assert_eq!(r.status, 405);
+    let (message, _, kind) = r.error();
+    assert!(
+        message.contains("/v1/chat/completions") && message.contains("GET"),
+        "{message}"
+    );
+    assert_eq!(kind, "invalid_request_error");
+    let r = post(addr, "/v1/models", &json!({}));
+    assert_eq!(r.status, 405);
+    r.error();
     // Still serving.
     assert_eq!(get(addr, "/health").status, 200);
     let v = post(addr, c, &chat("Say hi.", json!({"max_tokens": 3}))).json();
