@@ -34,6 +34,23 @@ pub enum SamplingError {
     NoCandidates,
 }
 
+/// What [`EngineError::ContextOverflow`] says: the one reason that applies.
+fn context_message(prompt_tokens: usize, max_tokens: usize, context: usize) -> String {
+    if prompt_tokens == 0 {
+        "the prompt is empty: at least one token is needed".into()
+    } else if prompt_tokens >= context {
+        format!(
+            "the prompt has {prompt_tokens} tokens but the context holds {context}: no room is left \
+             for a generated token (shorten the prompt or use a larger context)"
+        )
+    } else {
+        format!(
+            "request does not fit the context: {prompt_tokens} prompt tokens + {max_tokens} max \
+             tokens > context of {context} tokens"
+        )
+    }
+}
+
 /// Errors of generation, scoring and perplexity.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -42,10 +59,7 @@ pub enum EngineError {
     Sampling(#[from] SamplingError),
     /// The request does not fit the model's context window (or the prompt is empty).
     /// Requests are never truncated silently.
-    #[error(
-        "request does not fit the context: {prompt_tokens} prompt tokens + {max_tokens} max tokens \
-         > context of {context} tokens (or the prompt is empty)"
-    )]
+    #[error("{}", context_message(*prompt_tokens, *max_tokens, *context))]
     ContextOverflow {
         /// Number of prompt tokens.
         prompt_tokens: usize,

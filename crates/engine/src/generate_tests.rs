@@ -217,6 +217,10 @@ fn context_overflow_is_an_error_with_counts() {
     .unwrap();
     assert_eq!(ok.gen.usage.completion_tokens, 5);
     assert_eq!(ok.gen.finish_reason, FinishReason::Length);
+    assert_eq!(
+        err.to_string(),
+        "request does not fit the context: 5 prompt tokens + 6 max tokens > context of 10 tokens"
+    );
     // Empty prompt.
     let err = run_with(vec![], vec![1; 20], 10, |_| {}).err().unwrap();
     assert!(matches!(
@@ -226,6 +230,10 @@ fn context_overflow_is_an_error_with_counts() {
             ..
         }
     ));
+    assert_eq!(
+        err.to_string(),
+        "the prompt is empty: at least one token is needed"
+    );
     // Prompt alone longer than the context, with no max_tokens.
     let err = run_with(vec![1; 11], vec![1; 20], 10, |req| req.max_tokens = None)
         .err()
@@ -238,6 +246,11 @@ fn context_overflow_is_an_error_with_counts() {
             context: 10
         }
     ));
+    assert_eq!(
+        err.to_string(),
+        "the prompt has 11 tokens but the context holds 10: no room is left for a generated token \
+         (shorten the prompt or use a larger context)"
+    );
     // A prompt that fills the context leaves no room for even one token.
     let err = run_with(vec![1; 10], vec![1; 20], 10, |req| req.max_tokens = None)
         .err()
