@@ -273,6 +273,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// What `/help` (or an unknown command) prints in `llama31 chat`.
+const CHAT_COMMANDS: &str = "commands: /reset clears the conversation, /exit (or /quit, Ctrl-D) \
+     quits, /help lists these; Ctrl-C stops a reply; start a line with a space to send a \
+     message that begins with /";
+
 pub fn chat(args: ChatArgs) -> Result<()> {
     let loaded = load(&args.model, args.sampling.ctx, args.weights)?;
     let cancel = Arc::new(AtomicBool::new(false));
@@ -287,7 +292,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
     if let Some(system) = &args.system {
         history.push(Message::system(system.clone()));
     }
-    eprintln!("Chatting with {}. /reset clears the conversation, /exit or Ctrl-D quits, Ctrl-C stops a reply.", loaded.source.path().display());
+    eprintln!("Chatting with {}. /reset clears the conversation, /exit or Ctrl-D quits, Ctrl-C stops a reply, /help lists the commands.", loaded.source.path().display());
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     loop {
@@ -296,15 +301,22 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         let Some(line) = lines.next() else { break };
         let line = line.context("reading standard input")?;
         let text = line.trim_end_matches(['\r', '\n']);
-        match text.trim() {
-            "" => continue,
-            "/exit" | "/quit" => break,
-            "/reset" => {
-                history.truncate(usize::from(args.system.is_some()));
-                eprintln!("(conversation cleared)");
-                continue;
+        if text.trim().is_empty() {
+            continue;
+        }
+        // A line that is one word starting with "/" is a command (a leading space sends it as
+        // text); an unknown one is not sent to the model.
+        if text.starts_with('/') && !text.contains(char::is_whitespace) {
+            match text {
+                "/exit" | "/quit" => break,
+                "/reset" => {
+                    history.truncate(usize::from(args.system.is_some()));
+                    eprintln!("(conversation cleared)");
+                }
+                "/help" => eprintln!("{CHAT_COMMANDS}"),
+                other => eprintln!("unknown command {other}\n{CHAT_COMMANDS}"),
             }
-            _ => {}
+            continue;
         }
         history.push(Message::user(text.to_string()));
         let prompt = chat_prompt(&loaded, &history)?;

@@ -56,6 +56,30 @@ fn chat_keeps_history_and_resets() {
     assert!(out.contains("Berlin"), "second reply: {out}");
 }
 
+#[test]
+fn chat_lists_its_commands_and_sends_unknown_ones_nowhere() {
+    let m = smollm2();
+    let out = llama31(
+        &["chat", "--model", &m, "--temp", "0", "-n", "8"],
+        b"/help\n/bogus\n/exit\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown command /bogus"), "{stderr}");
+    assert_eq!(stderr.matches("commands: /reset").count(), 2, "{stderr}");
+    // Nothing went to the model: no reply, no speed report.
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!stderr.contains("tok/s"), "{stderr}");
+}
+
 /// Greedy ids of `llama31 run --temp 0 --json [weights]` for a golden case (chat format unless
 /// `raw`); `weights` is `--quantized` or `--dequantize`.
 fn greedy(case: &Value, weights: &str) -> (Vec<u64>, Value) {
