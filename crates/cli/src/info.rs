@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
+use llama31_model::{FileLoading, LoadOptions, Model};
 
-use crate::load::WeightArgs;
 use crate::source::{self, Source, SourceExt, SourceKind};
 use llama31_chat::ChatFormatter;
 
@@ -107,26 +107,48 @@ pub fn run(args: InfoArgs) -> Result<()> {
     let tokenizer = source.load_tokenizer()?;
     println!("tokenizer:");
     println!("  vocabulary: {} tokens", tokenizer.vocab_size());
-    println!(
-        "  bos: {:?} (added: {})",
-        tokenizer.bos_id(),
-        tokenizer.add_bos()
-    );
-    println!("  end-of-generation ids: {:?}", tokenizer.eos_ids());
+    let named = |id: u32| match tokenizer.token_bytes(id) {
+        Some(b) => format!("{id} {:?}", String::from_utf8_lossy(b)),
+        None => id.to_string(),
+    };
+    match tokenizer.bos_id() {
+        Some(id) => println!(
+            "  begin-of-text: {} ({} to prompts)",
+            named(id),
+            if tokenizer.add_bos() {
+                "added"
+            } else {
+                "not added"
+            }
+        ),
+        None => println!("  begin-of-text: none"),
+    }
+    let eos: Vec<String> = tokenizer.eos_ids().iter().map(|&id| named(id)).collect();
+    println!("  end-of-generation: {}", eos.join(", "));
     match source.chat_format(&tokenizer) {
         Ok(ChatFormatter::Llama3) => {
             println!("chat format: Llama 3 (native, as Meta's ChatFormat)")
         }
         Ok(ChatFormatter::Template(_)) => {
             let t = source.chat_template()?.unwrap_or_default();
-            let first = t.lines().next().unwrap_or("");
-            println!("chat format: Jinja template ({} bytes): {first}", t.len());
+            println!("chat format: Jinja template ({} bytes):", t.len());
+            for line in t.lines() {
+                println!("    {line}");
+            }
         }
         Err(e) => println!("chat format: none ({e:#})"),
     }
 
     if !source.is_tokenizer_only() {
-        let model = crate::load::load_model(&source, Some(1), WeightArgs::dequantizing())?;
+        // Weights as stored and mapped: nothing is converted or read just to describe the model,
+        // and nothing is printed between the lines of this report.
+        let opts = LoadOptions {
+            max_seq_len: Some(1),
+            file_loading: FileLoading::Map,
+            ..Default::default()
+        };
+        let model = Model::load_source(&source, opts)
+            .with_context(|| format!("loading model {}", source.path().display()))?;
         let c = model.config();
         println!("config:");
         println!(
@@ -138,7 +160,11 @@ pub fn run(args: InfoArgs) -> Result<()> {
             c.norm_eps, c.rope_theta, c.max_seq_len, c.tie_embeddings
         );
         match &c.rope_scaling {
-            Some(s) => println!("  rope scaling: llama3 {s:?}"),
+            Some(s) => println!(
+                "  rope scaling: llama3, factor {}, low_freq_factor {}, high_freq_factor {}, \
+                 original_max_position_embeddings {}",
+                s.factor, s.low_freq_factor, s.high_freq_factor, s.original_max_position_embeddings
+            ),
             None => println!("  rope scaling: none"),
         }
         let mut by_type: BTreeMap<&str, (usize, usize)> = BTreeMap::new();

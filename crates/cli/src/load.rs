@@ -33,14 +33,6 @@ pub struct WeightArgs {
 }
 
 impl WeightArgs {
-    /// The arguments of a load that dequantizes to f32 (`--dequantize`).
-    pub fn dequantizing() -> WeightArgs {
-        WeightArgs {
-            dequantize: true,
-            ..WeightArgs::default()
-        }
-    }
-
     /// What happens to quantized weights: the library's default unless `--dequantize`.
     pub fn weight_mode(&self) -> WeightMode {
         if self.dequantize {

@@ -1,4 +1,4 @@
-//! `llama31 info`: paths that are not a model fail before anything is printed about a format.
+//! `llama31 info`: paths that are not a model fail before anything is printed about a format; the report of a model.
 
 mod common;
 
@@ -93,4 +93,44 @@ fn model_directories_and_files_are_described() {
         assert!(out.contains(format), "{rel}: {out}");
         assert!(out.contains("config:"), "{rel}: {out}");
     }
+}
+
+/// The report reads as text (no Rust debug output), shows the whole chat template, and nothing
+/// of the loader lands on stderr between its lines.
+#[test]
+fn the_report_is_plain_text_with_the_whole_template() {
+    let m = fixture("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let out = llama31(&["info", "--model", m.to_str().unwrap()], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("begin-of-text: 1 \"<|im_start|>\" (not added to prompts)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("end-of-generation: 2 \"<|im_end|>\", 0 \"<|endoftext|>\""),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Some("), "{stdout}");
+    // The template's last line is there, indented under its heading.
+    assert!(
+        stdout.contains("chat format: Jinja template (368 bytes):\n    {% for message"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\n    ' }}{% endif %}\nconfig:"),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("loaded"), "{stderr}");
+    let tiny = cache().join("tiny/meta");
+    let out = llama31_ok(&["info", "--model", tiny.to_str().unwrap()], b"");
+    assert!(
+        out.contains("rope scaling: llama3, factor 8, low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8192"),
+        "{out}"
+    );
 }
