@@ -3,7 +3,7 @@
 use std::io::{BufRead, Write};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -281,10 +281,24 @@ const CHAT_COMMANDS: &str = "commands: /reset clears the conversation, /exit (or
 pub fn chat(args: ChatArgs) -> Result<()> {
     let loaded = load(&args.model, args.sampling.ctx, args.weights)?;
     let cancel = Arc::new(AtomicBool::new(false));
+    // Ctrl-C stops a reply; at the prompt it starts a new prompt line (the terminal already
+    // dropped what was typed), and a second one in a row quits.
+    let generating = Arc::new(AtomicBool::new(false));
+    let interrupts = Arc::new(AtomicUsize::new(0));
     {
-        let cancel = cancel.clone();
-        ctrlc::set_handler(move || cancel.store(true, Ordering::Relaxed))
-            .context("installing the Ctrl-C handler")?;
+        let (cancel, generating, interrupts) =
+            (cancel.clone(), generating.clone(), interrupts.clone());
+        ctrlc::set_handler(move || {
+            if generating.load(Ordering::Relaxed) {
+                cancel.store(true, Ordering::Relaxed);
+            } else if interrupts.fetch_add(1, Ordering::Relaxed) >= 1 {
+                eprintln!();
+                std::process::exit(130);
+            } else {
+                eprint!("\n(Ctrl-C again quits)\n> ");
+            }
+        })
+        .context("installing the Ctrl-C handler")?;
     }
     // One KV cache for the whole conversation: each turn only prefills what is new.
     let mut session = Session::new(&loaded.model, args.sampling.ctx)?;
@@ -300,6 +314,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         std::io::stderr().flush()?;
         let Some(line) = lines.next() else { break };
         let line = line.context("reading standard input")?;
+        interrupts.store(0, Ordering::Relaxed);
         let text = line.trim_end_matches(['\r', '\n']);
         if text.trim().is_empty() {
             continue;
@@ -321,7 +336,8 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         history.push(Message::user(text.to_string()));
         let prompt = chat_prompt(&loaded, &history)?;
         cancel.store(false, Ordering::Relaxed);
-        match stream(
+        generating.store(true, Ordering::Relaxed);
+        let reply = stream(
             &loaded,
             &mut session,
             prompt,
@@ -329,7 +345,9 @@ pub fn chat(args: ChatArgs) -> Result<()> {
             &args.sampling,
             Some(&cancel),
             false,
-        ) {
+        );
+        generating.store(false, Ordering::Relaxed);
+        match reply {
             Ok(g) => {
                 report(&g);
                 history.push(Message::assistant(g.text.clone()));

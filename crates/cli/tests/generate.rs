@@ -80,6 +80,72 @@ fn chat_lists_its_commands_and_sends_unknown_ones_nowhere() {
     assert!(!stderr.contains("tok/s"), "{stderr}");
 }
 
+/// Ctrl-C at the prompt starts a new prompt line; a second one in a row quits (exit 130).
+#[test]
+fn ctrl_c_at_the_prompt_then_again_quits() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let m = smollm2();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llama31"))
+        .args(["chat", "--model", &m])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("llama31 starts");
+    let _stdin = child.stdin.take();
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let wait_for = |what: &str, seen: &mut String| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !seen.contains(what) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(b) => seen.push_str(&String::from_utf8_lossy(&b)),
+                Err(_) => panic!("no {what:?} on stderr: {seen}"),
+            }
+        }
+    };
+    let interrupt = |pid: u32| {
+        let ok = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -INT {pid}");
+    };
+    wait_for("> ", &mut seen);
+    interrupt(child.id());
+    wait_for("(Ctrl-C again quits)", &mut seen);
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "one Ctrl-C quit: {seen}"
+    );
+    interrupt(child.id());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a second Ctrl-C did not quit: {seen}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130), "{seen}");
+}
+
 /// Greedy ids of `llama31 run --temp 0 --json [weights]` for a golden case (chat format unless
 /// `raw`); `weights` is `--quantized` or `--dequantize`.
 fn greedy(case: &Value, weights: &str) -> (Vec<u64>, Value) {
