@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::messages::Message;
+use crate::messages::{Content, Message, Role, ToolDefinition};
 use crate::system_prompt::PromptOptions;
 use crate::template::ChatTemplate;
 use crate::{dialog, prepare_dialog};
@@ -34,6 +34,47 @@ pub struct Rendered {
     pub text: String,
     /// Empty when only the text was asked for.
     pub ids: Vec<u32>,
+}
+
+/// The instructions and definitions [`tools_system_text`] puts before the system message.
+pub const TOOLS_PREAMBLE: &str = "You can call the following tools. To call one, reply with \
+     only a JSON object {\"name\": <tool name>, \"parameters\": <arguments object>} and nothing \
+     else (a JSON list of such objects calls several). Otherwise reply as usual.\n\nTools:";
+
+/// The text that describes `tools` to a model whose chat template does not render them:
+/// [`TOOLS_PREAMBLE`], then one line of JSON per tool (`{"name", "description", "parameters"}`).
+pub fn tools_system_text(tools: &[ToolDefinition]) -> String {
+    let mut text = TOOLS_PREAMBLE.to_string();
+    for t in tools {
+        let mut def = serde_json::Map::new();
+        def.insert("name".into(), Value::String(t.name.clone()));
+        if let Some(d) = &t.description {
+            def.insert("description".into(), Value::String(d.clone()));
+        }
+        def.insert("parameters".into(), t.parameters.clone());
+        text.push('\n');
+        text.push_str(&Value::Object(def).to_string());
+    }
+    text
+}
+
+/// `messages` with [`tools_system_text`] before the first system message's text (or as a new
+/// first system message).
+fn with_tools_in_system(messages: &[Message], tools: &[ToolDefinition]) -> Vec<Message> {
+    let tools_text = tools_system_text(tools);
+    let mut out = messages.to_vec();
+    match out.first_mut() {
+        Some(m) if m.role == Role::System => {
+            let own = match &m.content {
+                Content::Text(t) => t.clone(),
+                Content::Parts(p) => p.concat(),
+                Content::Json(v) => v.to_string(),
+            };
+            m.content = Content::Text(format!("{tools_text}\n\n{own}"));
+        }
+        _ => out.insert(0, Message::system(tools_text)),
+    }
+    out
 }
 
 impl ChatFormatter {
@@ -82,16 +123,23 @@ impl ChatFormatter {
                 };
                 let bos = token_text(tokenizer.bos_id());
                 let eos = token_text(tokenizer.eos_ids().first().copied());
-                let messages_json =
-                    Value::Array(messages.iter().map(|m| m.to_openai_json()).collect());
-                let text = template.render(
-                    &messages_json,
-                    tools.as_ref(),
-                    true,
-                    &bos,
-                    &eos,
-                    &Default::default(),
-                )?;
+                let render = |messages: &[Message], tools: Option<&Value>| {
+                    let messages_json =
+                        Value::Array(messages.iter().map(|m| m.to_openai_json()).collect());
+                    template.render(&messages_json, tools, true, &bos, &eos, &Default::default())
+                };
+                let mut text = render(messages, tools.as_ref())?;
+                let defs = opts.and_then(|o| o.tools.as_deref()).unwrap_or_default();
+                if !defs.is_empty() && text == render(messages, None)? {
+                    // The template ignores `tools`: the model still learns of them, from the
+                    // system message, in the format the tool-call parser reads.
+                    tracing::info!(
+                        tools = defs.len(),
+                        "the chat template does not render tools; their definitions go into the \
+                         system message"
+                    );
+                    text = render(&with_tools_in_system(messages, defs), None)?;
+                }
                 let mut out = Vec::new();
                 if !ids {
                     return Ok(Rendered { text, ids: out });
