@@ -12,6 +12,7 @@ pub mod convert;
 pub mod cpu;
 pub mod dot_bytes;
 pub mod matmul;
+mod matmul_quant;
 pub mod ops;
 pub mod qdot;
 #[cfg(target_arch = "x86_64")]
