@@ -275,6 +275,79 @@ macro_rules! dispatch_act {
 }
 pub(crate) use dispatch_act;
 
+/// [`BlockType::vec_dot_avx2`] of a type whose module has `x86::dot_avx2(w, a)`, an
+/// AVX2 + FMA + F16C dot of whole blocks that only reads through bounds-checked sub-slices.
+macro_rules! avx2_vec_dot {
+    () => {
+        const HAS_AVX2_DOT: bool = true;
+
+        #[inline]
+        fn vec_dot_avx2(w: &[u8], a: &[u8]) -> Option<f32> {
+            #[cfg(target_arch = "x86_64")]
+            if crate::cpu::cpu().avx2_fma_f16c() {
+                // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); the kernel only
+                // reads through bounds-checked sub-slices of whole blocks.
+                return Some(unsafe { x86::dot_avx2(w, a) });
+            }
+            let _ = (w, a);
+            None
+        }
+    };
+}
+pub(crate) use avx2_vec_dot;
+
+/// The tile hooks of [`BlockType`] for a type with AVX2 and VNNI tile kernels (`$avx2`,
+/// `$vnni` in its `x86` module) and eight-row repacking (`x86::$bytes` per repacked block,
+/// `x86::$repack`); with `x8: $x8_avx2, $x8_vnni` also `x8_tile` for kernels that do not read
+/// the activation sums.
+macro_rules! x86_tile_hooks {
+    (tile: $avx2:ident, $vnni:ident; repack: $bytes:ident, $repack:ident) => {
+        #[cfg(target_arch = "x86_64")]
+        #[inline]
+        fn tile_kernel<const RW: usize, const R: usize>(isa: Isa) -> Option<Kernel<RW, R>> {
+            let k: Kernel<RW, R> = match isa {
+                Isa::Avx2 => x86::$avx2::<RW, R>,
+                Isa::Vnni => x86::$vnni::<RW, R>,
+            };
+            Some(k)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        const X8_BLOCK_BYTES: Option<usize> = Some(x86::$bytes);
+
+        #[cfg(target_arch = "x86_64")]
+        fn x8_repack(rows: [&[u8]; ROWS], nb: usize, dst: &mut [u8]) {
+            x86::$repack(rows, nb, dst)
+        }
+    };
+    (tile: $avx2:ident, $vnni:ident; repack: $bytes:ident, $repack:ident;
+     x8: $x8_avx2:ident, $x8_vnni:ident) => {
+        $crate::quants::x86_tile_hooks!(tile: $avx2, $vnni; repack: $bytes, $repack);
+
+        #[cfg(target_arch = "x86_64")]
+        #[inline]
+        unsafe fn x8_tile<const R: usize>(
+            isa: Isa,
+            x: *const u8,
+            nb: usize,
+            a: [*const u8; R],
+            s: [*const f32; R],
+            c: [*const i32; R],
+            out: &mut [[f32; ROWS]; R],
+        ) {
+            let _ = c;
+            // SAFETY: the caller guarantees `isa` and `nb` readable blocks behind every pointer.
+            unsafe {
+                match isa {
+                    Isa::Avx2 => x86::$x8_avx2::<R>(x, nb, a, s, out),
+                    Isa::Vnni => x86::$x8_vnni::<R>(x, nb, a, s, out),
+                }
+            }
+        }
+    };
+}
+pub(crate) use x86_tile_hooks;
+
 /// Bytes needed for `n` elements of `ty` (a multiple of its block size); any [`DType`].
 pub fn bytes_for(ty: DType, n: usize) -> Result<usize> {
     let be = ty.block_size();

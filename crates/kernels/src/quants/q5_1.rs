@@ -58,19 +58,7 @@ impl BlockFormat for Q5_1 {
 
 impl BlockType for Q5_1 {
     type VecDotType = Q8_1;
-    const HAS_AVX2_DOT: bool = true;
-
-    #[inline]
-    fn vec_dot_avx2(w: &[u8], a: &[u8]) -> Option<f32> {
-        #[cfg(target_arch = "x86_64")]
-        if crate::cpu::cpu().avx2_fma_f16c() {
-            // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); the kernel only reads
-            // through bounds-checked sub-slices of whole blocks.
-            return Some(unsafe { x86::dot_avx2(w, a) });
-        }
-        let _ = (w, a);
-        None
-    }
+    super::avx2_vec_dot!();
 
     fn vec_dot_unopt(w: &[u8], a: &[u8]) -> f32 {
         let mut sumf = 0.0f32;

@@ -109,19 +109,7 @@ impl BlockFormat for Q6K {
 
 impl BlockType for Q6K {
     type VecDotType = Q8K;
-    const HAS_AVX2_DOT: bool = true;
-
-    #[inline]
-    fn vec_dot_avx2(w: &[u8], a: &[u8]) -> Option<f32> {
-        #[cfg(target_arch = "x86_64")]
-        if crate::cpu::cpu().avx2_fma_f16c() {
-            // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); the kernel only reads
-            // through bounds-checked sub-slices of whole blocks.
-            return Some(unsafe { x86::dot_avx2(w, a) });
-        }
-        let _ = (w, a);
-        None
-    }
+    super::avx2_vec_dot!();
 
     fn vec_dot_unopt(w: &[u8], a: &[u8]) -> f32 {
         let mut sumf = 0.0f32;
@@ -154,44 +142,11 @@ impl BlockType for Q6K {
         sumf
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[inline]
-    fn tile_kernel<const RW: usize, const R: usize>(isa: Isa) -> Option<Kernel<RW, R>> {
-        let k: Kernel<RW, R> = match isa {
-            Isa::Avx2 => x86::q6_k_avx2::<RW, R>,
-            Isa::Vnni => x86::q6_k_vnni::<RW, R>,
-        };
-        Some(k)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    const X8_BLOCK_BYTES: Option<usize> = Some(x86::BLOCK6_BYTES);
-
-    #[cfg(target_arch = "x86_64")]
-    fn x8_repack(rows: [&[u8]; ROWS], nb: usize, dst: &mut [u8]) {
-        x86::repack_q6k_x8(rows, nb, dst)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline]
-    unsafe fn x8_tile<const R: usize>(
-        isa: Isa,
-        x: *const u8,
-        nb: usize,
-        a: [*const u8; R],
-        s: [*const f32; R],
-        c: [*const i32; R],
-        out: &mut [[f32; ROWS]; R],
-    ) {
-        let _ = c;
-        // SAFETY: the caller guarantees `isa` and `nb` readable blocks behind every pointer.
-        unsafe {
-            match isa {
-                Isa::Avx2 => x86::q6k_x8_avx2::<R>(x, nb, a, s, out),
-                Isa::Vnni => x86::q6k_x8_vnni::<R>(x, nb, a, s, out),
-            }
-        }
-    }
+    super::x86_tile_hooks!(
+        tile: q6_k_avx2, q6_k_vnni;
+        repack: BLOCK6_BYTES, repack_q6k_x8;
+        x8: q6k_x8_avx2, q6k_x8_vnni
+    );
 }
 
 #[cfg(target_arch = "x86_64")]

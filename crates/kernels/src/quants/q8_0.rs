@@ -57,19 +57,7 @@ impl BlockFormat for Q8_0 {
 
 impl BlockType for Q8_0 {
     type VecDotType = Q8_0;
-    const HAS_AVX2_DOT: bool = true;
-
-    #[inline]
-    fn vec_dot_avx2(w: &[u8], a: &[u8]) -> Option<f32> {
-        #[cfg(target_arch = "x86_64")]
-        if crate::cpu::cpu().avx2_fma_f16c() {
-            // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); the kernel only reads
-            // through bounds-checked sub-slices of whole blocks.
-            return Some(unsafe { x86::dot_avx2(w, a) });
-        }
-        let _ = (w, a);
-        None
-    }
+    super::avx2_vec_dot!();
 
     fn vec_dot_unopt(w: &[u8], a: &[u8]) -> f32 {
         let mut sumf = 0.0f32;
@@ -84,15 +72,7 @@ impl BlockType for Q8_0 {
         sumf
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[inline]
-    fn tile_kernel<const RW: usize, const R: usize>(isa: Isa) -> Option<Kernel<RW, R>> {
-        let k: Kernel<RW, R> = match isa {
-            Isa::Avx2 => x86::q8_0_avx2::<RW, R>,
-            Isa::Vnni => x86::q8_0_vnni::<RW, R>,
-        };
-        Some(k)
-    }
+    super::x86_tile_hooks!(tile: q8_0_avx2, q8_0_vnni; repack: BLOCK8_BYTES, repack_q8_0_x8);
 
     #[cfg(target_arch = "x86_64")]
     #[inline]
@@ -104,14 +84,6 @@ impl BlockType for Q8_0 {
     #[inline]
     fn x8_needs_sums(isa: Isa) -> bool {
         isa == Isa::Vnni
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    const X8_BLOCK_BYTES: Option<usize> = Some(x86::BLOCK8_BYTES);
-
-    #[cfg(target_arch = "x86_64")]
-    fn x8_repack(rows: [&[u8]; ROWS], nb: usize, dst: &mut [u8]) {
-        x86::repack_q8_0_x8(rows, nb, dst)
     }
 
     #[cfg(target_arch = "x86_64")]

@@ -394,17 +394,18 @@ impl Backend for Cpu {
             }
         }
         let x = x.ok_or_else(|| ModelError::Config("matmul input missing".into()))?;
-        let mut dsts: Vec<&mut [f32]> = Vec::with_capacity(outs.len());
-        for slot in slots.iter_mut().take(outs.len()) {
-            dsts.push(slot.take().ok_or_else(|| {
+        // A fixed array, not a Vec: this runs twice per layer of every decoded token.
+        let mut dsts: [&mut [f32]; 4] = [&mut [], &mut [], &mut [], &mut []];
+        for (d, slot) in dsts.iter_mut().zip(slots.iter_mut()).take(outs.len()) {
+            *d = slot.take().ok_or_else(|| {
                 ModelError::Config("matmul outputs must be distinct from the input".into())
-            })?);
+            })?;
         }
         let mut mats: [&Matrix; 4] = [outs[0].0; 4];
         for (m, &(w, _)) in mats.iter_mut().zip(outs) {
             *m = w;
         }
-        Matrix::matvec_many(&mats[..outs.len()], &mut dsts, x, &mut s.qact)
+        Matrix::matvec_many(&mats[..outs.len()], &mut dsts[..outs.len()], x, &mut s.qact)
     }
 
     fn rope(
