@@ -79,20 +79,25 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     }
     let threads = rayon::current_num_threads();
+    let act = args.weights.activations();
     if args.n_prompt > 0 {
         println!(
-            "pp{}: {best_pp:.2} tok/s ({threads} threads, best of {})",
+            "pp{}: {best_pp:.2} tok/s ({threads} threads, best of {}, {act} activations)",
             args.n_prompt, args.reps
         );
     }
     if args.n_gen > 0 {
         println!(
-            "tg{}: {best_tg:.2} tok/s ({threads} threads, best of {})",
+            "tg{}: {best_tg:.2} tok/s ({threads} threads, best of {}, {act} activations)",
             args.n_gen, args.reps
         );
     }
     if args.json {
-        println!("{}", serde_json::json!({"pp": best_pp, "tg": best_tg}));
+        let act = act.name();
+        println!(
+            "{}",
+            serde_json::json!({"pp": best_pp, "tg": best_tg, "activations": act})
+        );
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use llama31_formats::WeightFormat;
-use llama31_model::{file_loading_for, FileLoading, LoadOptions, Model, WeightMode};
+use llama31_model::{file_loading_for, Activations, FileLoading, LoadOptions, Model, WeightMode};
 
 use crate::source::{Source, SourceKind};
 
@@ -21,6 +21,13 @@ pub struct WeightArgs {
     /// path (about 4-8x the memory of the file, slower).
     #[arg(long)]
     dequantize: bool,
+    /// Precision of the activations multiplied with quantized weights: `q8` rounds them to 8-bit
+    /// blocks and uses integer dot products (llama.cpp's way); `bf16` rounds them to bfloat16 and
+    /// multiplies them with the weights' integer levels exactly; `f32` keeps them in f32 and
+    /// expands each weight block just before its products, which gives exactly `--dequantize`'s
+    /// results at the quantized file's memory.
+    #[arg(long, value_name = "q8|bf16|f32", default_value_t = Activations::default())]
+    activations: Activations,
     /// Map the model file (pages shared with other processes, loaded on first touch) even where
     /// it would be read into memory. Default: GGUF files multiplied in place are read into
     /// huge-page memory when they fit in half the available memory, anything else is mapped.
@@ -40,6 +47,11 @@ impl WeightArgs {
         } else {
             WeightMode::default()
         }
+    }
+
+    /// The precision of the activations multiplied with quantized weights.
+    pub fn activations(&self) -> Activations {
+        self.activations
     }
 
     /// Whether quantized weights stay quantized.
@@ -100,6 +112,7 @@ pub fn load_model(source: &Source, ctx: Option<usize>, weights: WeightArgs) -> R
         })),
         file_loading: weights.file_loading(),
         weights: weights.weight_mode(),
+        activations: weights.activations,
     };
     let loaded = Model::load_source(source, opts);
     // Cleared on failure too, so that the error is not printed after a stale bar.

@@ -14,8 +14,9 @@ pub fn float_size(dtype: DType) -> Result<usize> {
     }
 }
 
-/// A little-endian weight matrix `[rows, cols]` of F32, F16 or BF16, row-major, as raw bytes
-/// (any alignment).
+/// A little-endian weight matrix `[rows, cols]`, row-major, as raw bytes (any alignment): F32,
+/// F16, BF16, or one of the block-quantized [`crate::quants::WEIGHT_TYPES`] (whole blocks per
+/// row), multiplied with f32 activations by [`crate::matmul()`].
 #[derive(Debug, Clone, Copy)]
 pub struct WeightRef<'a> {
     pub dtype: DType,
@@ -25,12 +26,10 @@ pub struct WeightRef<'a> {
 }
 
 impl<'a> WeightRef<'a> {
-    /// Creates a view, checking that `dtype` is F32, F16 or BF16 and that `bytes` holds exactly
-    /// `rows * cols` elements.
+    /// Creates a view, checking that `dtype` is F32, F16, BF16 or a quantized weight type and
+    /// that `bytes` holds exactly `rows * cols` elements.
     pub fn new(dtype: DType, bytes: &'a [u8], rows: usize, cols: usize) -> Result<Self> {
-        let es = float_size(dtype)?;
-        let n = mul("weight elements", rows, cols)?;
-        let nb = mul("weight bytes", n, es)?;
+        let nb = mul("weight bytes", rows, row_bytes_of(dtype, cols)?)?;
         check_len("weight bytes", nb, bytes.len())?;
         Ok(Self {
             dtype,
@@ -40,18 +39,25 @@ impl<'a> WeightRef<'a> {
         })
     }
 
-    /// Bytes of one row.
+    /// Bytes of one row (whole blocks for a quantized type).
     #[inline]
     pub fn row_bytes(&self) -> usize {
-        self.cols * self.dtype.type_size()
+        self.cols / self.dtype.block_size() * self.dtype.type_size()
     }
 
-    /// Decodes rows `[row, row + out.len() / cols)` into `out` as f32.
-    /// `out.len()` must be a multiple of `cols` and the rows must exist.
+    /// Decodes rows `[row, row + out.len() / cols)` into `out` as f32 (quantized rows bit-exact
+    /// with ggml's dequantization). `out.len()` must be a multiple of `cols` and the rows must
+    /// exist.
     pub fn decode_rows(&self, row: usize, out: &mut [f32]) -> Result<()> {
-        let es = float_size(self.dtype)?;
+        if self.cols == 0 || !out.len().is_multiple_of(self.cols) {
+            return Err(KernelError::Invalid(format!(
+                "{} values are not whole rows of {}",
+                out.len(),
+                self.cols
+            )));
+        }
         let start = mul("row offset", row, self.row_bytes())?;
-        let nbytes = mul("rows bytes", out.len(), es)?;
+        let nbytes = mul("rows bytes", out.len() / self.cols, self.row_bytes())?;
         let end = start
             .checked_add(nbytes)
             .ok_or(crate::KernelError::Overflow("rows end"))?;
@@ -63,8 +69,23 @@ impl<'a> WeightRef<'a> {
                 expected: end,
                 got: self.bytes.len(),
             })?;
+        if self.dtype.is_quantized() {
+            return crate::quant::dequantize_seq(self.dtype, src, out);
+        }
         decode_into(self.dtype, src, out)
     }
+}
+
+/// Bytes of one row of `cols` values of `dtype`: F32/F16/BF16 or a quantized weight type
+/// (`cols` a multiple of its block size); [`KernelError::Unsupported`] for any other type.
+pub fn row_bytes_of(dtype: DType, cols: usize) -> Result<usize> {
+    if dtype.is_quantized() {
+        if !crate::quants::WEIGHT_TYPES.contains(&dtype) {
+            return Err(KernelError::Unsupported(dtype));
+        }
+        return crate::quants::bytes_for(dtype, cols);
+    }
+    mul("row bytes", cols, float_size(dtype)?)
 }
 
 /// Decodes little-endian bytes of `dtype` into `out` (`src.len() == out.len() * size`).
@@ -117,9 +138,11 @@ mod tests {
         assert!(WeightRef::new(DType::F16, &b, 1, 5).is_ok());
         assert!(WeightRef::new(DType::F32, &b, usize::MAX, 2).is_err());
         assert_eq!(
-            WeightRef::new(DType::Q8_0, &b, 1, 5).unwrap_err(),
-            KernelError::Unsupported(DType::Q8_0)
+            WeightRef::new(DType::Q8_K, &b, 1, 256).unwrap_err(),
+            KernelError::Unsupported(DType::Q8_K)
         );
+        assert!(WeightRef::new(DType::Q8_0, &[0u8; 34], 1, 32).is_ok());
+        assert!(WeightRef::new(DType::Q8_0, &[0u8; 34], 1, 31).is_err());
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! The environment variable `LLAMA31_KERNELS` selects the quantized kernels' instruction set:
 //! `avx2` keeps the AVX2 kernels on a CPU that has AVX-512 VNNI (to compare the two on one
-//! machine), `best` (or unset, or empty) takes the best the CPU runs; another value is logged and
-//! ignored. It changes nothing else.
+//! machine) and computes bf16 activations' products in f32 instead of with AVX512-BF16, `best`
+//! (or unset, or empty) takes the best the CPU runs; another value is logged and ignored. It
+//! changes nothing else.
 
 use std::sync::OnceLock;
 
@@ -40,6 +41,13 @@ impl CpuFeatures {
     #[inline]
     pub fn avx2_fma_f16c(&self) -> bool {
         self.avx2 && self.fma && self.f16c
+    }
+
+    /// AVX512F, AVX512BW and AVX512-BF16 (the bf16-activation kernels), unless
+    /// `LLAMA31_KERNELS=avx2` chose the AVX2 kernels.
+    #[inline]
+    pub fn bf16_dot(&self) -> bool {
+        self.avx512f && self.avx512bw && self.avx512bf16 && self.quant_isa != Some(Isa::Avx2)
     }
 
     /// AVX2 and FMA (the f32 dot products and attention).

@@ -1,15 +1,22 @@
 //! Dot products of an f32 activation row with a weight row read straight from its stored
-//! bytes (F32/F16/BF16, any alignment): used by matmul for decode-sized batches, where decoding
-//! the row to a scratch buffer first would double the memory traffic.
+//! bytes (F32/F16/BF16 or a block-quantized weight type, any alignment): used by matmul for
+//! decode-sized batches, where decoding the row to a scratch buffer first would double the
+//! memory traffic.
+//!
+//! A quantized row is dequantized one block at a time (ggml's exact `to_float`) into a buffer in
+//! L1 and multiplied in the accumulators and order of an F32 row, so the result is that of the
+//! row stored dequantized, bit for bit.
 
 use std::sync::OnceLock;
 
 use crate::convert::{bf16_to_f32, f16_to_f32};
+use crate::quants::{dispatch, BlockFormat, QK_K};
 use crate::DType;
 
 /// Signature of a bytes·f32 dot implementation: `(dtype, weight row bytes, x)`. `dtype` must be
-/// F32, F16 or BF16 (checked once per call by the callers, e.g. [`crate::WeightRef::new`] and
-/// [`crate::matmul()`]); any other type panics.
+/// F32, F16, BF16 or a quantized weight type (checked once per call by the callers, e.g.
+/// [`crate::WeightRef::new`] and [`crate::matmul()`]), a quantized row whole blocks; any other
+/// type panics.
 pub type DotBytesFn = fn(DType, &[u8], &[f32]) -> f32;
 
 /// Portable twin: the oracle for the SIMD version.
@@ -31,6 +38,17 @@ pub fn dot_bytes_scalar(dtype: DType, w: &[u8], x: &[f32]) -> f32 {
                 acc[i % 8] += f16_to_f32(u16::from_le_bytes([b[0], b[1]])) * xv;
             }
         }
+        q if q.is_quantized() => dispatch!(q, T => {
+            let mut buf = [0.0f32; QK_K];
+            let buf = &mut buf[..T::BLCK_SIZE];
+            let blocks = w.chunks_exact(T::BLCK_BYTES).zip(x.chunks_exact(T::BLCK_SIZE));
+            for (bi, (b, xs)) in blocks.enumerate() {
+                T::to_float(b, buf);
+                for (j, (wv, xv)) in buf.iter().zip(xs).enumerate() {
+                    acc[(bi * T::BLCK_SIZE + j) % 8] += wv * xv;
+                }
+            }
+        }),
         other => panic!("dot_bytes: {other} is not F32, F16 or BF16"),
     }
     acc.iter().sum()
@@ -109,6 +127,10 @@ unsafe fn dot_bytes_avx2(dtype: DType, w: &[u8], x: &[f32]) -> f32 {
                     i += 16;
                 }
             }
+            q if q.is_quantized() => {
+                (acc0, acc1) = dispatch!(q, T => dot_blocks_avx2::<T>(w, x));
+                i = n;
+            }
             other => panic!("dot_bytes: {other} is not F32, F16 or BF16"),
         }
     }
@@ -116,8 +138,47 @@ unsafe fn dot_bytes_avx2(dtype: DType, w: &[u8], x: &[f32]) -> f32 {
     let s = _mm_add_ps(_mm256_extractf128_ps(acc, 1), _mm256_castps256_ps128(acc));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    if dtype.is_quantized() {
+        // Whole blocks: no tail, but the same `+ 0.0` as a float row's empty tail.
+        return _mm_cvtss_f32(s) + dot_bytes_scalar(DType::F32, &[], &[]);
+    }
     let es = dtype.type_size();
     _mm_cvtss_f32(s) + dot_bytes_scalar(dtype, &w[i * es..n * es], &x[i..n])
+}
+
+/// The two accumulators of [`dot_bytes_avx2`] over whole blocks of the quantized type `T`: each
+/// block dequantized into an L1 buffer, then elements `16k..16k+8` into the first accumulator and
+/// `16k+8..16k+16` into the second, as for an F32 row.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_blocks_avx2<T: BlockFormat>(
+    w: &[u8],
+    x: &[f32],
+) -> (std::arch::x86_64::__m256, std::arch::x86_64::__m256) {
+    use std::arch::x86_64::*;
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let mut buf = [0.0f32; QK_K];
+    let buf = &mut buf[..T::BLCK_SIZE];
+    for (b, xs) in w
+        .chunks_exact(T::BLCK_BYTES)
+        .zip(x.chunks_exact(T::BLCK_SIZE))
+    {
+        T::to_float(b, buf);
+        for (wv, xv) in buf.chunks_exact(16).zip(xs.chunks_exact(16)) {
+            // SAFETY: both chunks hold exactly 16 f32; `loadu` has no alignment requirement.
+            unsafe {
+                let (pw, px) = (wv.as_ptr(), xv.as_ptr());
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pw), _mm256_loadu_ps(px), acc0);
+                acc1 =
+                    _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(8)), _mm256_loadu_ps(px.add(8)), acc1);
+            }
+        }
+    }
+    (acc0, acc1)
 }
 
 #[cfg(target_arch = "x86_64")]

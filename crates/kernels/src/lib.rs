@@ -14,6 +14,7 @@ pub mod dot_bytes;
 pub mod matmul;
 mod matmul_quant;
 pub mod ops;
+pub mod qbf16;
 pub mod qdot;
 #[cfg(target_arch = "x86_64")]
 mod qgemm;
@@ -24,6 +25,9 @@ pub mod quantize;
 pub mod quants;
 pub mod rope;
 
+#[cfg(test)]
+mod qf32_tests;
+
 pub use attention::{attention, AttentionShape};
 pub use convert::{bf16_to_f32, f16_to_f32, WeightRef};
 pub use llama31_formats::DType;
@@ -31,6 +35,53 @@ pub use matmul::{dot, matmul};
 pub use ops::{add_assign, rmsnorm, silu, softmax, swiglu};
 pub use quant::dequantize;
 pub use rope::{RopeLayout, RopeTable};
+
+/// The precision of the activations multiplied with block-quantized weights.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Activations {
+    /// Rounded to 8-bit blocks (Q8_0 / Q8_1 / Q8_K) and multiplied with integer block dot
+    /// products, as ggml does.
+    #[default]
+    Q8,
+    /// Rounded to bfloat16 (8 significant bits, f32's range) and multiplied with the weights'
+    /// integer levels exactly (AVX512-BF16 `vdpbf16ps` where the CPU has it), scales applied in
+    /// f32.
+    Bf16,
+    /// Kept in f32: each weight block is dequantized just before its products, so the result
+    /// equals the dequantized model's bit for bit at the quantized model's memory.
+    F32,
+}
+
+impl Activations {
+    /// The name used on the command line: `q8`, `bf16` or `f32`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activations::Q8 => "q8",
+            Activations::Bf16 => "bf16",
+            Activations::F32 => "f32",
+        }
+    }
+}
+
+impl std::str::FromStr for Activations {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "q8" => Ok(Activations::Q8),
+            "bf16" => Ok(Activations::Bf16),
+            "f32" => Ok(Activations::F32),
+            other => Err(format!(
+                "unknown activation precision {other:?} (q8, bf16 or f32)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Activations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Errors from kernels: sizes that do not agree.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

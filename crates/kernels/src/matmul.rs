@@ -221,6 +221,11 @@ unsafe impl Sync for SendPtr {}
 
 /// `out[t, o] = Σ_i x[t, i] · w[o, i]` for `t < n`: `x` is `n × w.cols`, `out` is `n × w.rows`,
 /// both row-major. Accumulates in f32.
+///
+/// A block-quantized `w` is multiplied with the f32 activations as they are: each block is
+/// dequantized (bit-exact with ggml) just before its products, in the same accumulators and order
+/// as for the same weights stored dequantized as F32 — so the result equals that of the F32
+/// matrix bit for bit, at the quantized matrix's memory traffic.
 pub fn matmul(out: &mut [f32], x: &[f32], n: usize, w: &WeightRef<'_>) -> Result<()> {
     let (rows, cols) = (w.rows, w.cols);
     check_len("matmul input", mul("matmul input", n, cols)?, x.len())?;
@@ -229,8 +234,8 @@ pub fn matmul(out: &mut [f32], x: &[f32], n: usize, w: &WeightRef<'_>) -> Result
         "matmul weight bytes",
         mul(
             "matmul weight",
-            mul("matmul weight", rows, cols)?,
-            crate::convert::float_size(w.dtype)?,
+            rows,
+            crate::convert::row_bytes_of(w.dtype, cols)?,
         )?,
         w.bytes.len(),
     )?;

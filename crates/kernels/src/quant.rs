@@ -47,6 +47,19 @@ pub fn dequantize(qt: DType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
+/// [`dequantize`] on the calling thread (for callers already inside a parallel task).
+pub fn dequantize_seq(qt: DType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
+    let f = block_fn(qt)?;
+    check_len("quantized bytes", bytes_for(qt, out.len())?, bytes.len())?;
+    for (y, b) in out
+        .chunks_exact_mut(qt.block_size())
+        .zip(bytes.chunks_exact(qt.type_size()))
+    {
+        f(b, y);
+    }
+    Ok(())
+}
+
 /// Dequantizes to a new vector of `n_elems` values.
 pub fn dequantize_to_vec(qt: DType, bytes: &[u8], n_elems: usize) -> Result<Vec<f32>> {
     block_fn(qt)?;

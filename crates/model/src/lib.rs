@@ -32,4 +32,4 @@ pub use llama::{BatchSeq, LayerWeights, LogitsMode, Model, Scratch, Weights};
 pub use llama31_formats::FileLoading;
 pub use llama31_kernels::rope::RopeLayout;
 pub use load::{file_loading_for, LoadOptions, ProgressFn, WeightMode};
-pub use weights::{Matrix, NameScheme, TensorSummary};
+pub use weights::{Activations, Matrix, NameScheme, TensorSummary};

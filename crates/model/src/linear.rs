@@ -24,6 +24,11 @@ impl<B: Backend> Linear<B> {
         &self.weight
     }
 
+    /// The base weight, mutable (e.g. to change how it is multiplied).
+    pub fn weight_mut(&mut self) -> &mut B::Weight {
+        &mut self.weight
+    }
+
     /// Output features.
     pub fn rows(&self) -> usize {
         self.rows

@@ -128,6 +128,40 @@ impl Model<Cpu> {
         })
     }
 
+    /// Sets the precision of the activations multiplied with the block-quantized weights (no
+    /// effect on float weights).
+    pub fn set_activations(&mut self, a: crate::weights::Activations) {
+        let w = &mut self.weights;
+        let layers = w.layers.iter_mut().flat_map(|l| {
+            [
+                &mut l.wq,
+                &mut l.wk,
+                &mut l.wv,
+                &mut l.wo,
+                &mut l.w_gate,
+                &mut l.w_up,
+                &mut l.w_down,
+            ]
+        });
+        for lin in layers
+            .chain(std::iter::once(&mut w.tok_embeddings))
+            .chain(w.output.as_mut())
+        {
+            lin.weight_mut().set_activations(a);
+        }
+    }
+
+    /// The precision of the activations multiplied with the block-quantized weights (that of the
+    /// output head, which every model has).
+    pub fn activations(&self) -> crate::weights::Activations {
+        let w = &self.weights;
+        w.output
+            .as_ref()
+            .unwrap_or(&w.tok_embeddings)
+            .weight()
+            .activations()
+    }
+
     /// This model with its weights moved to `backend`.
     pub fn to_backend<B: Backend>(self, backend: B) -> Result<Model<B>> {
         let weights = self.weights.upload(&backend)?;

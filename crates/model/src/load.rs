@@ -17,8 +17,8 @@ use crate::error::{ModelError, Result};
 use crate::linear::Linear;
 use crate::llama::{LayerWeights, Model, Weights};
 use crate::weights::{
-    check_shape, layer_shape, matrix_from_view, matrix_owned, vector_from_view, GlobalTensor,
-    LayerTensor, NameScheme, TensorSummary,
+    check_shape, layer_shape, matrix_from_view, matrix_owned, vector_from_view, Activations,
+    GlobalTensor, LayerTensor, NameScheme, TensorSummary,
 };
 
 /// Progress callback: `(tensors loaded, tensors total)`.
@@ -49,6 +49,8 @@ impl WeightMode {
 pub struct LoadOptions {
     /// Block-quantized weights used as stored (the default) or dequantized at load.
     pub weights: WeightMode,
+    /// The precision of the activations multiplied with weights kept quantized.
+    pub activations: Activations,
     /// Longest sequence to support (size of the RoPE table). `None`: the checkpoint's
     /// `max_seq_len`.
     pub max_seq_len: Option<usize>,
@@ -68,6 +70,7 @@ impl std::fmt::Debug for LoadOptions {
             .field("progress", &self.progress.is_some())
             .field("file_loading", &self.file_loading)
             .field("weights", &self.weights)
+            .field("activations", &self.activations)
             .finish()
     }
 }
@@ -303,7 +306,9 @@ impl Model {
         };
         let summary = std::mem::take(&mut ld.summary);
         drop(ld);
-        Model::from_parts(cfg, weights, layout, rope, summary)
+        let mut model = Model::from_parts(cfg, weights, layout, rope, summary)?;
+        model.set_activations(opts.activations);
+        Ok(model)
     }
 }
 

@@ -11,6 +11,7 @@ use llama31_kernels::convert::{decode_into, float_size, WeightRef};
 use llama31_kernels::qdot::vec_dot_type;
 use llama31_kernels::quant::dequantize;
 use llama31_kernels::quants::bytes_for;
+pub use llama31_kernels::Activations;
 
 use crate::error::{ModelError, Result};
 
@@ -41,6 +42,8 @@ pub struct Matrix {
     pub(crate) rows: usize,
     pub(crate) cols: usize,
     pub(crate) data: Data,
+    /// How activations meet a block-quantized `dtype` (ignored for float weights).
+    pub(crate) activations: Activations,
 }
 
 impl std::fmt::Debug for Matrix {
@@ -50,6 +53,7 @@ impl std::fmt::Debug for Matrix {
             .field("rows", &self.rows)
             .field("cols", &self.cols)
             .field("owned", &matches!(self.data, Data::Owned(_)))
+            .field("activations", &self.activations)
             .finish()
     }
 }
@@ -68,6 +72,16 @@ impl Matrix {
     /// The stored bytes (rows one after the other).
     pub fn bytes(&self) -> &[u8] {
         self.data.bytes()
+    }
+
+    /// The precision of the activations multiplied with this matrix if it is block-quantized.
+    pub fn activations(&self) -> Activations {
+        self.activations
+    }
+
+    /// Sets the precision of the activations multiplied with this matrix (if block-quantized).
+    pub fn set_activations(&mut self, a: Activations) {
+        self.activations = a;
     }
 
     pub fn rows(&self) -> usize {
@@ -156,6 +170,7 @@ pub(crate) fn matrix_from_view(
             rows,
             cols,
             data: Data::Shared(shared),
+            activations: Activations::default(),
         });
     }
     // The block types the kernels compute with are those with a `vec_dot_type`.
@@ -178,6 +193,7 @@ pub(crate) fn matrix_from_view(
                 rows,
                 cols,
                 data: Data::Shared(shared),
+                activations: Activations::default(),
             });
         }
         let n = rows
@@ -191,6 +207,7 @@ pub(crate) fn matrix_from_view(
             rows,
             cols,
             data: Data::Owned(f32_bytes(&f)),
+            activations: Activations::default(),
         });
     }
     Err(dtype_err(view))
@@ -210,6 +227,7 @@ pub(crate) fn matrix_owned(
         rows,
         cols,
         data: Data::Owned(bytes),
+        activations: Activations::default(),
     })
 }
 

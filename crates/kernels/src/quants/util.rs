@@ -2,13 +2,14 @@
 //! of a block, ggml's rounding, the scale searches of the reference quantizers and the k-quants'
 //! scale unpacking.
 
-use super::f16::f16_to_f32;
+use super::f16::{f16_to_f32, f16_to_f32_fast};
 use super::{BlockFormat, BlockType, QK, QK_K};
 
-/// The f16 at `b[off..off + 2]` as f32.
-#[inline]
+/// The f16 at `b[off..off + 2]` as f32 (exact; inlined branch-free bit arithmetic, so that a
+/// SIMD kernel reading a block's scale makes no call).
+#[inline(always)]
 pub(crate) fn rd_f16(b: &[u8], off: usize) -> f32 {
-    f16_to_f32(u16::from_le_bytes([b[off], b[off + 1]]))
+    f16_to_f32_fast(u16::from_le_bytes([b[off], b[off + 1]]))
 }
 
 /// The f32 at `b[off..off + 4]`.

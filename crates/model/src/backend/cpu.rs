@@ -5,13 +5,14 @@ use std::ops::Range;
 
 use llama31_kernels::convert::WeightRef;
 use llama31_kernels::matmul::{matmul, matmul_quantized, matvec_quantized_many};
+use llama31_kernels::qbf16::{matmul_bf16, matmul_f32_split, Bf16Scratch};
 use llama31_kernels::quant::dequantize;
 use llama31_kernels::rope::{RopeLayout, RopeTable};
 use llama31_kernels::{add_assign, attention, rmsnorm, swiglu, AttentionShape};
 
 use super::{Act, Backend, KvView, StepShape};
 use crate::error::{ModelError, Result};
-use crate::weights::Matrix;
+use crate::weights::{Activations, Matrix};
 
 /// The CPU: every operation runs on rayon's pool with the SIMD kernels the CPU has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -42,8 +43,16 @@ pub struct CpuScratch {
     widths: [usize; N_ACT],
     /// Rows of the current step.
     n: usize,
-    /// Activation rows quantized for the quantized weights.
-    qact: Vec<u8>,
+    /// Activation rows quantized or rounded for the quantized weights.
+    qact: ActScratch,
+}
+
+/// Scratch of the products with quantized weights: the activations quantized to 8-bit blocks or
+/// rounded to bf16 (grown on demand and reused, so a warm decode step does not allocate).
+#[derive(Debug, Default)]
+pub struct ActScratch {
+    q: Vec<u8>,
+    b: Bf16Scratch,
 }
 
 impl CpuScratch {
@@ -74,7 +83,7 @@ impl CpuScratch {
         dst: Act,
         src: Act,
         rows: usize,
-    ) -> Result<(&mut [f32], &[f32], &mut Vec<u8>)> {
+    ) -> Result<(&mut [f32], &[f32], &mut ActScratch)> {
         let (dl, sl) = (self.check(dst, rows)?, self.check(src, rows)?);
         let (d, s) = (index(dst), index(src));
         if d == s {
@@ -133,10 +142,23 @@ impl Matrix {
 
     /// `out[t, o] = Σ_i x[t, i] · self[o, i]` for `t < n` (`x`: `n × cols`, `out`: `n × rows`).
     /// `act` is scratch for the quantized activations of a quantized matrix (reused across calls).
-    pub fn matmul(&self, out: &mut [f32], x: &[f32], n: usize, act: &mut Vec<u8>) -> Result<()> {
-        if self.dtype.is_quantized() {
+    pub fn matmul(&self, out: &mut [f32], x: &[f32], n: usize, act: &mut ActScratch) -> Result<()> {
+        if self.dtype.is_quantized() && self.activations == Activations::F32 {
+            matmul_f32_split(out, x, n, &self.weight_ref(), &mut act.b)?
+        } else if self.dtype.is_quantized() && self.activations == Activations::Bf16 {
+            matmul_bf16(out, x, n, &self.weight_ref(), &mut act.b)?
+        } else if self.dtype.is_quantized() {
             let qt = self.dtype;
-            matmul_quantized(out, x, n, qt, self.bytes(), self.rows, self.cols, act)?
+            matmul_quantized(
+                out,
+                x,
+                n,
+                qt,
+                self.bytes(),
+                self.rows,
+                self.cols,
+                &mut act.q,
+            )?
         } else {
             matmul(out, x, n, &self.weight_ref())?
         }
@@ -150,12 +172,12 @@ impl Matrix {
         mats: &[&Matrix],
         outs: &mut [&mut [f32]],
         x: &[f32],
-        act: &mut Vec<u8>,
+        act: &mut ActScratch,
     ) -> Result<()> {
         let fused = match mats.first().map(|m| (m.dtype, m.cols)) {
             Some((qt, cols)) if qt.is_quantized() && mats.len() <= 4 => mats
                 .iter()
-                .all(|m| m.dtype == qt && m.cols == cols)
+                .all(|m| m.dtype == qt && m.cols == cols && m.activations == Activations::Q8)
                 .then_some((qt, cols)),
             _ => None,
         };
@@ -164,7 +186,7 @@ impl Matrix {
             for (w, m) in ws.iter_mut().zip(mats) {
                 *w = m.bytes();
             }
-            matvec_quantized_many(outs, &ws[..mats.len()], x, qt, cols, act)?;
+            matvec_quantized_many(outs, &ws[..mats.len()], x, qt, cols, &mut act.q)?;
             return Ok(());
         }
         for (m, o) in mats.iter().zip(outs.iter_mut()) {
