@@ -1,6 +1,6 @@
-//! End-to-end checks of the engine on the real SmolLM2-135M-Instruct Q4_1 GGUF (ignored by
-//! default: needs the fixture cache and takes a few seconds). Run with
-//! `cargo test -p llama31-engine --test smollm2 -- --ignored`.
+//! End-to-end checks of the engine on the real SmolLM2-135M-Instruct Q4_1 GGUF (fetched by
+//! `scripts/fetch-fixtures.sh`), its weights kept quantized and multiplied with f32 activations
+//! (`--activations f32`, the dequantized model's results at the quantized file's memory).
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -26,7 +26,8 @@ fn load() -> (Model, Tokenizer) {
         LoadOptions {
             max_seq_len: Some(512),
             progress: None,
-            weights: llama31_model::WeightMode::Dequantized,
+            weights: llama31_model::WeightMode::AsStored,
+            activations: llama31_model::Activations::F32,
             ..Default::default()
         },
     )
@@ -39,7 +40,6 @@ and Berlin is the capital of Germany. Water boils at one hundred degrees Celsius
 The sun rises in the east and sets in the west.";
 
 #[test]
-#[ignore = "needs the SmolLM2 GGUF fixture; a few seconds"]
 fn greedy_generation_with_stops_and_seeded_sampling() {
     let (model, tok) = load();
     let prompt_text =
@@ -135,7 +135,6 @@ impl LanguageModel for OneByOne<'_> {
 }
 
 #[test]
-#[ignore = "needs the SmolLM2 GGUF fixture; a few seconds"]
 fn perplexity_batched_equals_sequential_and_text_beats_shuffle() {
     let (model, tok) = load();
     let tokens = perplexity_tokens(&tok, TEXT);
