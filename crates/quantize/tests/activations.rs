@@ -13,9 +13,11 @@ use llama31_model::{Activations, LoadOptions, LogitsMode, Model, WeightMode};
 use llama31_quantize::{quantize, FileType, QuantizeOptions};
 
 fn fixture(rel: &str) -> PathBuf {
-    let base = std::env::var_os("LLAMA31_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/llama31")
-    });
+    let base = std::env::var_os("LLAMA31_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/llama31")
+        });
     let p = base.join(rel);
     assert!(
         p.exists(),
@@ -86,7 +88,10 @@ fn check(name: &str, path: &Path) {
         let m = mean_abs_diff(&got, &want);
         eprintln!("{name} {act}: mean |dNLL| {m:.2e}, max {max:.2e}");
         if act == Activations::F32 {
-            assert!(max <= 1e-4, "{name}: f32 activations, max |dNLL| {max:e} > 1e-4");
+            assert!(
+                max <= 1e-4,
+                "{name}: f32 activations, max |dNLL| {max:e} > 1e-4"
+            );
         }
         mean.push(m);
     }
