@@ -110,7 +110,7 @@ fn f32_activations_give_the_dequantized_nll_for_every_weight_type() {
         .prefix("llama31-activations-")
         .tempdir()
         .expect("temp dir");
-    let mut quantized = |src: &Path, name: &str, ft: &str| {
+    let quantized = |src: &Path, name: &str, ft: &str| {
         let out = dir.path().join(format!("{ft}.gguf"));
         let ftype: FileType = ft.parse().expect("file type");
         quantize(src, &out, &QuantizeOptions::new(ftype), &mut |_| {}).expect("quantize");
