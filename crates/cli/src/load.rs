@@ -23,9 +23,8 @@ pub struct WeightArgs {
     dequantize: bool,
     /// Precision of the activations multiplied with quantized weights: `q8` rounds them to 8-bit
     /// blocks and uses integer dot products (llama.cpp's way); `bf16` rounds them to bfloat16 and
-    /// multiplies them with the weights' integer levels exactly; `f32` keeps them in f32 and
-    /// expands each weight block just before its products, which gives exactly `--dequantize`'s
-    /// results at the quantized file's memory.
+    /// multiplies them with the weights' integer levels exactly; `f32` keeps them in f32, which
+    /// gives `--dequantize`'s results (within f32 rounding) at the quantized file's memory.
     #[arg(long, value_name = "q8|bf16|f32", default_value_t = Activations::default())]
     activations: Activations,
     /// Map the model file (pages shared with other processes, loaded on first touch) even where

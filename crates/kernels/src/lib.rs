@@ -47,8 +47,10 @@ pub enum Activations {
     /// integer levels exactly (AVX512-BF16 `vdpbf16ps` where the CPU has it), scales applied in
     /// f32.
     Bf16,
-    /// Kept in f32: each weight block is dequantized just before its products, so the result
-    /// equals the dequantized model's bit for bit at the quantized model's memory.
+    /// Kept in f32: the dequantized model's results at the quantized model's memory — within f32
+    /// rounding with AVX512-BF16 (each activation split into three bf16 terms, see
+    /// [`qbf16::matmul_f32_split`]), bit for bit elsewhere (each weight block dequantized just
+    /// before its products).
     F32,
 }
 

@@ -228,17 +228,7 @@ unsafe impl Sync for SendPtr {}
 /// matrix bit for bit, at the quantized matrix's memory traffic.
 pub fn matmul(out: &mut [f32], x: &[f32], n: usize, w: &WeightRef<'_>) -> Result<()> {
     let (rows, cols) = (w.rows, w.cols);
-    check_len("matmul input", mul("matmul input", n, cols)?, x.len())?;
-    check_len("matmul output", mul("matmul output", n, rows)?, out.len())?;
-    check_len(
-        "matmul weight bytes",
-        mul(
-            "matmul weight",
-            rows,
-            crate::convert::row_bytes_of(w.dtype, cols)?,
-        )?,
-        w.bytes.len(),
-    )?;
+    check_sizes(out, x, n, w)?;
     if n == 0 || rows == 0 {
         return Ok(());
     }
@@ -295,6 +285,20 @@ pub fn matmul(out: &mut [f32], x: &[f32], n: usize, w: &WeightRef<'_>) -> Result
         });
     let _ = total;
     res
+}
+
+/// Checks that `x` is `n × w.cols`, `out` is `n × w.rows` and `w`'s bytes are exactly its rows
+/// of a type [`crate::matmul()`] multiplies.
+pub(crate) fn check_sizes(out: &[f32], x: &[f32], n: usize, w: &WeightRef<'_>) -> Result<()> {
+    let (rows, cols) = (w.rows, w.cols);
+    check_len("matmul input", mul("matmul input", n, cols)?, x.len())?;
+    check_len("matmul output", mul("matmul output", n, rows)?, out.len())?;
+    let row_bytes = crate::convert::row_bytes_of(w.dtype, cols)?;
+    check_len(
+        "matmul weight bytes",
+        mul("matmul weight", rows, row_bytes)?,
+        w.bytes.len(),
+    )
 }
 
 /// Up to this many activation rows, weights are read straight from their bytes.

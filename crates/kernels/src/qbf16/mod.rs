@@ -255,19 +255,23 @@ pub fn fast_available() -> bool {
     crate::cpu::cpu().bf16_dot()
 }
 
-fn check(out: &[f32], x: &[f32], n: usize, w: &WeightRef<'_>) -> Result<()> {
-    let (rows, cols) = (w.rows, w.cols);
-    check_len("matmul input", mul("matmul input", n, cols)?, x.len())?;
-    check_len("matmul output", mul("matmul output", n, rows)?, out.len())?;
-    check_len(
-        "matmul weight bytes",
-        mul(
-            "matmul weight",
-            rows,
-            crate::convert::row_bytes_of(w.dtype, cols)?,
-        )?,
-        w.bytes.len(),
-    )
+/// The kernels' product with `K` terms where this CPU and `w`'s type have them; `Ok(false)`
+/// (nothing written) where the caller's portable path must run. Sizes are checked either way.
+fn kernels<const K: usize>(
+    out: &mut [f32],
+    x: &[f32],
+    n: usize,
+    w: &WeightRef<'_>,
+    s: &mut Bf16Scratch,
+) -> Result<bool> {
+    crate::matmul::check_sizes(out, x, n, w)?;
+    #[cfg(target_arch = "x86_64")]
+    if has_units(w.dtype) && fast_available() {
+        dispatch_units!(w.dtype, T => fast::<T, K>(out, x, n, w, s), other => unreachable!("{other}"));
+        return Ok(true);
+    }
+    let _ = s;
+    Ok(false)
 }
 
 /// `out[t, o] = Σ_i bf16(x[t, i]) · w[o, i]`: [`matmul_bf16_reference`]'s product, computed by
@@ -280,10 +284,7 @@ pub fn matmul_bf16(
     w: &WeightRef<'_>,
     s: &mut Bf16Scratch,
 ) -> Result<()> {
-    check(out, x, n, w)?;
-    #[cfg(target_arch = "x86_64")]
-    if has_units(w.dtype) && fast_available() {
-        dispatch_units!(w.dtype, T => fast::<T, 1>(out, x, n, w, s), other => unreachable!("{other}"));
+    if kernels::<1>(out, x, n, w, s)? {
         return Ok(());
     }
     matmul_bf16_reference(out, x, n, w, &mut s.rounded)
@@ -302,13 +303,9 @@ pub fn matmul_f32_split(
     w: &WeightRef<'_>,
     s: &mut Bf16Scratch,
 ) -> Result<()> {
-    check(out, x, n, w)?;
-    #[cfg(target_arch = "x86_64")]
-    if has_units(w.dtype) && fast_available() {
-        dispatch_units!(w.dtype, T => fast::<T, 3>(out, x, n, w, s), other => unreachable!("{other}"));
+    if kernels::<3>(out, x, n, w, s)? {
         return Ok(());
     }
-    let _ = s;
     crate::matmul::matmul(out, x, n, w)
 }
 

@@ -194,35 +194,13 @@ impl Units for Q2K {
     }
 }
 
-/// The sixteen 6-bit scales of a Q3_K block, unpacked as ggml does.
-#[inline(always)]
-pub(crate) fn q3k_scales(b: &[u8]) -> [i8; 16] {
-    const KMASK1: u32 = 0x0303_0303;
-    const KMASK2: u32 = 0x0f0f_0f0f;
-    let sb = &b[offset_of!(BlockQ3K, scales)..][..12];
-    let mut aux = [0u32; 4];
-    for (i, a) in aux.iter_mut().take(3).enumerate() {
-        *a = u32::from_le_bytes([sb[4 * i], sb[4 * i + 1], sb[4 * i + 2], sb[4 * i + 3]]);
-    }
-    let tmp = aux[2];
-    aux[2] = ((aux[0] >> 4) & KMASK2) | (((tmp >> 4) & KMASK1) << 4);
-    aux[3] = ((aux[1] >> 4) & KMASK2) | (((tmp >> 6) & KMASK1) << 4);
-    aux[0] = (aux[0] & KMASK2) | ((tmp & KMASK1) << 4);
-    aux[1] = (aux[1] & KMASK2) | (((tmp >> 2) & KMASK1) << 4);
-    let mut scales = [0i8; 16];
-    for (i, s) in scales.iter_mut().enumerate() {
-        *s = (aux[i / 4] >> (8 * (i % 4))) as u8 as i8;
-    }
-    scales
-}
-
 impl Units for Q3K {
     const HALF_SCALES: bool = true;
     const OFFSETS: Offsets = Offsets::None;
     #[inline(always)]
     fn params(b: &[u8], p: &mut Params) {
         let d = rd_f16(b, offset_of!(BlockQ3K, d));
-        let sc = q3k_scales(b);
+        let sc = crate::quants::q3_k::unpack_scales(b);
         for u in 0..8 {
             for h in 0..2 {
                 p.scales[u][h] = d * (sc[2 * u + h] as i32 - 32) as f32;

@@ -19,6 +19,29 @@ pub struct BlockQ3K {
 }
 const _: () = assert!(size_of::<BlockQ3K>() == 110);
 
+/// The sixteen 6-bit scales of a Q3_K block (`b`: one whole block), unpacked as ggml does (as
+/// stored, before the `- 32`).
+#[inline(always)]
+pub(crate) fn unpack_scales(b: &[u8]) -> [i8; 16] {
+    const KMASK1: u32 = 0x0303_0303;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    let sb = &b[offset_of!(BlockQ3K, scales)..][..12];
+    let mut aux = [0u32; 4];
+    for (i, a) in aux.iter_mut().take(3).enumerate() {
+        *a = u32::from_le_bytes([sb[4 * i], sb[4 * i + 1], sb[4 * i + 2], sb[4 * i + 3]]);
+    }
+    let tmp = aux[2];
+    aux[2] = ((aux[0] >> 4) & KMASK2) | (((tmp >> 4) & KMASK1) << 4);
+    aux[3] = ((aux[1] >> 4) & KMASK2) | (((tmp >> 6) & KMASK1) << 4);
+    aux[0] = (aux[0] & KMASK2) | ((tmp & KMASK1) << 4);
+    aux[1] = (aux[1] & KMASK2) | (((tmp >> 2) & KMASK1) << 4);
+    let mut scales = [0i8; 16];
+    for (i, s) in scales.iter_mut().enumerate() {
+        *s = (aux[i / 4] >> (8 * (i % 4))) as u8 as i8;
+    }
+    scales
+}
+
 /// The Q3K weight type.
 pub struct Q3K;
 
@@ -28,25 +51,10 @@ impl BlockFormat for Q3K {
     const DTYPE: DType = DType::Q3_K;
 
     fn to_float(b: &[u8], y: &mut [f32]) {
-        const KMASK1: u32 = 0x0303_0303;
-        const KMASK2: u32 = 0x0f0f_0f0f;
         let d_all = rd_f16(b, offset_of!(BlockQ3K, d));
         let hm = &b[offset_of!(BlockQ3K, hmask)..][..QK_K / 8];
         let qs_all = &b[offset_of!(BlockQ3K, qs)..][..QK_K / 4];
-        let sb = &b[offset_of!(BlockQ3K, scales)..][..12];
-        let mut aux = [0u32; 4];
-        for (i, a) in aux.iter_mut().take(3).enumerate() {
-            *a = u32::from_le_bytes([sb[4 * i], sb[4 * i + 1], sb[4 * i + 2], sb[4 * i + 3]]);
-        }
-        let tmp = aux[2];
-        aux[2] = ((aux[0] >> 4) & KMASK2) | (((tmp >> 4) & KMASK1) << 4);
-        aux[3] = ((aux[1] >> 4) & KMASK2) | (((tmp >> 6) & KMASK1) << 4);
-        aux[0] = (aux[0] & KMASK2) | ((tmp & KMASK1) << 4);
-        aux[1] = (aux[1] & KMASK2) | (((tmp >> 2) & KMASK1) << 4);
-        let mut scales = [0i8; 16];
-        for (i, s) in scales.iter_mut().enumerate() {
-            *s = (aux[i / 4] >> (8 * (i % 4))) as u8 as i8;
-        }
+        let scales = unpack_scales(b);
         let mut yi = 0;
         let mut is = 0;
         let mut m: u8 = 1;
