@@ -342,22 +342,23 @@ fn fast<T: x86::UnitsAvx512, const K: usize>(
     let threads = rayon::current_num_threads().max(1);
     if n == 1 {
         let (xb, sums) = p.row(0);
-        let min_len = (rows / (threads * 8)).max(16);
-        out.par_iter_mut()
-            .with_min_len(min_len)
-            .enumerate()
-            .for_each(|(r, o)| {
-                EXPANDED.with(|e| {
-                    let offs = &mut e.borrow_mut().0;
-                    if offs.len() < units * per {
-                        offs.resize(units * per, 0.0);
-                    }
-                    let wr = &w.bytes[r * rb..][..rb];
-                    // SAFETY: `fast_available` checked AVX512F/BW/BF16 (and F16C, which AVX-512
-                    // implies); the row is whole blocks and `xb` has its `K · cols` values.
+        // Chunks of rows, the thread-local scratch borrowed once per chunk.
+        let chunk = (rows / (threads * 8)).max(16);
+        out.par_chunks_mut(chunk).enumerate().for_each(|(c, outs)| {
+            EXPANDED.with(|e| {
+                let offs = &mut e.borrow_mut().0;
+                if offs.len() < units * per {
+                    offs.resize(units * per, 0.0);
+                }
+                for (i, o) in outs.iter_mut().enumerate() {
+                    let wr = &w.bytes[(c * chunk + i) * rb..][..rb];
+                    // SAFETY: `fast_available` checked AVX512F/BW/BF16 (and F16C, which
+                    // AVX-512 implies); the row is whole blocks and `xb` has its `K · cols`
+                    // values.
                     *o = unsafe { x86::dot_row::<T, K>(wr, xb, sums, offs) };
-                })
-            });
+                }
+            })
+        });
         return;
     }
     let n_blocks = rows.div_ceil(ROW_BLOCK);
