@@ -64,6 +64,7 @@ where
                 start_pos: s.start_pos,
                 cache: &mut *s.cache,
                 logits: mode(s.logits),
+                lora: None,
             })
             .collect();
         Ok(Model::forward_batch(self, &mut batch, scratch, out)?)

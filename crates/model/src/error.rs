@@ -37,6 +37,9 @@ pub enum ModelError {
     /// A KV cache made for another model shape.
     #[error("KV cache does not match the model: {0}")]
     Cache(String),
+    /// A LoRA adapter cannot be read or does not fit the model.
+    #[error("LoRA adapter: {0}")]
+    Adapter(String),
     /// Reading a file failed.
     #[error("{path}: {source}")]
     Io {

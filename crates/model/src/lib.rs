@@ -20,6 +20,7 @@ pub mod kv_cache;
 pub mod linear;
 pub mod llama;
 pub mod load;
+pub mod lora;
 pub mod weights;
 
 pub use backend::{Act, Backend, Cpu};
@@ -32,4 +33,5 @@ pub use llama::{BatchSeq, LayerWeights, LogitsMode, Model, Scratch, Weights};
 pub use llama31_formats::FileLoading;
 pub use llama31_kernels::rope::RopeLayout;
 pub use load::{file_loading_for, LoadOptions, ProgressFn, WeightMode};
+pub use lora::{LoraAdapter, LoraModule, LoraSet};
 pub use weights::{Activations, Matrix, NameScheme, TensorSummary};

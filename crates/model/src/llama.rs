@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
 use crate::linear::Linear;
+use crate::lora::{self, LoraModule, LoraRun, LoraSet};
 use crate::weights::TensorSummary;
 
 pub use crate::backend::CpuScratch as Scratch;
@@ -82,6 +83,8 @@ pub struct Model<B: Backend = Cpu> {
     pub(crate) rope: B::Rope,
     pub(crate) weights: Weights<B>,
     pub(crate) summary: Vec<TensorSummary>,
+    /// Adapters applied, unmerged, to every sequence ([`Model::attach_lora`]).
+    pub(crate) lora: Option<LoraSet<B>>,
 }
 
 impl<B: Backend> std::fmt::Debug for Model<B> {
@@ -125,6 +128,7 @@ impl Model<Cpu> {
             rope,
             weights,
             summary,
+            lora: None,
         })
     }
 
@@ -164,6 +168,11 @@ impl Model<Cpu> {
 
     /// This model with its weights moved to `backend`.
     pub fn to_backend<B: Backend>(self, backend: B) -> Result<Model<B>> {
+        if self.lora.is_some() {
+            return Err(ModelError::Adapter(
+                "attach adapters after moving the model to its backend".into(),
+            ));
+        }
         let weights = self.weights.upload(&backend)?;
         let rope = backend.upload_rope(self.rope)?;
         Ok(Model {
@@ -173,6 +182,7 @@ impl Model<Cpu> {
             rope,
             weights,
             summary: self.summary,
+            lora: None,
         })
     }
 }
@@ -206,6 +216,22 @@ impl<B: Backend> Model<B> {
     /// The weights.
     pub fn weights(&self) -> &Weights<B> {
         &self.weights
+    }
+
+    /// Applies `adapters` (each with a user's scale), unmerged, to every sequence from now on,
+    /// replacing any attached before; `&[]` detaches them.
+    pub fn attach_lora(&mut self, adapters: &[(&lora::LoraAdapter, f32)]) -> Result<()> {
+        self.lora = if adapters.is_empty() {
+            None
+        } else {
+            Some(LoraSet::new(self, adapters)?)
+        };
+        Ok(())
+    }
+
+    /// The adapters applied to every sequence, if any.
+    pub fn attached_lora(&self) -> Option<&LoraSet<B>> {
+        self.lora.as_ref()
     }
 
     /// Allocates a KV cache for this model.
@@ -253,6 +279,7 @@ impl<B: Backend> Model<B> {
                 start_pos,
                 cache: &mut *cache,
                 logits,
+                lora: None,
             }],
             &mut scratch,
             out,
@@ -325,12 +352,20 @@ impl<B: Backend> Model<B> {
             b.embed(s, Act::X, row, w.tok_embeddings.weight(), seq.tokens)?;
             row += seq.tokens.len();
         }
+        // Unmerged LoRA adapters and the rows they apply to.
+        let runs = self.lora_runs(seqs, n);
 
         for (l, lw) in w.layers.iter().enumerate() {
             // Attention: norm → q, k, v → RoPE → cache → causal GQA, per sequence.
             b.rmsnorm(s, Act::Xb, Act::X, n, &lw.attn_norm, c.norm_eps)?;
             let qkv = [(&lw.wq, Act::Q), (&lw.wk, Act::K), (&lw.wv, Act::V)];
             Linear::forward_many(b, s, Act::Xb, n, &qkv)?;
+            let qkv_lora = [
+                (LoraModule::Q, Act::Q),
+                (LoraModule::K, Act::K),
+                (LoraModule::V, Act::V),
+            ];
+            lora::apply(b, s, &runs, l, Act::Xb, &qkv_lora)?;
             let mut o = 0usize;
             for seq in seqs.iter_mut() {
                 let rows = o..o + seq.tokens.len();
@@ -358,6 +393,7 @@ impl<B: Backend> Model<B> {
                 o = rows.end;
             }
             lw.wo.forward(b, s, Act::Xb2, Act::Att, n)?;
+            lora::apply(b, s, &runs, l, Act::Att, &[(LoraModule::O, Act::Xb2)])?;
             b.add(s, Act::X, Act::Xb2, n)?;
 
             // SwiGLU feed-forward and residual.
@@ -369,8 +405,11 @@ impl<B: Backend> Model<B> {
                 n,
                 &[(&lw.w_gate, Act::Hb), (&lw.w_up, Act::Hb2)],
             )?;
+            let gate_up_lora = [(LoraModule::Gate, Act::Hb), (LoraModule::Up, Act::Hb2)];
+            lora::apply(b, s, &runs, l, Act::Xb, &gate_up_lora)?;
             b.swiglu(s, Act::Hb, Act::Hb2, n)?;
             lw.w_down.forward(b, s, Act::Xb2, Act::Hb, n)?;
+            lora::apply(b, s, &runs, l, Act::Hb, &[(LoraModule::Down, Act::Xb2)])?;
             b.add(s, Act::X, Act::Xb2, n)?;
         }
 
@@ -395,6 +434,29 @@ impl<B: Backend> Model<B> {
         b.rmsnorm(s, Act::Xb, Act::Xb2, rows, &w.norm, c.norm_eps)?;
         let head = w.output.as_ref().unwrap_or(&w.tok_embeddings);
         b.logits(s, Act::Xb, rows, head.weight(), out)
+    }
+
+    /// The rows of a step each attached adapter set applies to: the model's own over all `n`
+    /// rows, then each sequence's over its rows (consecutive sequences with the same set share a
+    /// run). Allocates only when some adapter is in use.
+    fn lora_runs<'s>(&'s self, seqs: &[BatchSeq<'s, B>], n: usize) -> Vec<LoraRun<'s, B>> {
+        let mut runs: Vec<LoraRun<'s, B>> = Vec::new();
+        if let Some(set) = &self.lora {
+            runs.push(LoraRun { rows: 0..n, set });
+        }
+        let mut row = 0usize;
+        for seq in seqs {
+            let rows = row..row + seq.tokens.len();
+            row = rows.end;
+            let Some(set) = seq.lora else { continue };
+            match runs.last_mut() {
+                Some(last) if std::ptr::eq(last.set, set) && last.rows.end == rows.start => {
+                    last.rows.end = rows.end;
+                }
+                _ => runs.push(LoraRun { rows, set }),
+            }
+        }
+        runs
     }
 
     /// Validates one sequence of a step: cache shape, context, token ids.
@@ -427,6 +489,16 @@ impl<B: Backend> Model<B> {
         if end > max {
             return Err(ModelError::Context { end, max });
         }
+        if let Some(set) = seq.lora {
+            if set.n_layers() != c.n_layers {
+                return Err(ModelError::Adapter(format!(
+                    "adapter {:?} was made for {} layers, the model has {}",
+                    set.name(),
+                    set.n_layers(),
+                    c.n_layers
+                )));
+            }
+        }
         if let Some(&bad) = seq.tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
             return Err(ModelError::Token {
                 id: bad,
@@ -446,4 +518,6 @@ pub struct BatchSeq<'a, B: Backend = Cpu> {
     pub cache: &'a mut KvCache<B>,
     /// Which of this sequence's logits to return.
     pub logits: LogitsMode,
+    /// Adapters applied, unmerged, to this sequence only (on top of the model's own).
+    pub lora: Option<&'a LoraSet<B>>,
 }

@@ -102,6 +102,7 @@ fn batched(model: &Model, prompts: &[Vec<u32>], steps: usize, chunk: usize) -> V
                 } else {
                     LogitsMode::None
                 },
+                lora: None,
             });
         }
         model

@@ -77,3 +77,42 @@ pub fn check_digests(path: &std::path::Path, key: &str, golden: &serde_json::Val
         );
     }
 }
+
+/// Tokens per forward call inside a chunk (bounds the All-logits buffer to ~32 MiB).
+const SUB: usize = 64;
+
+/// NLLs for `tokens` under the golden chunk protocol: consecutive chunks of `ctx` tokens,
+/// positions restarting at 0 in each, every token after the first scored from the earlier ones;
+/// each chunk is fed in sub-batches through the KV cache.
+pub fn run_nll(model: &llama31_model::Model, tokens: &[u32], ctx: usize) -> Vec<f64> {
+    let vocab = model.config().vocab_size;
+    let mut cache = model.new_cache(ctx).unwrap();
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut logits = Vec::new();
+    for chunk in tokens.chunks(ctx) {
+        let mut pos = 0;
+        while pos < chunk.len() {
+            let end = (pos + SUB).min(chunk.len());
+            model
+                .forward_into(
+                    &chunk[pos..end],
+                    pos,
+                    &mut cache,
+                    llama31_model::LogitsMode::All,
+                    &mut logits,
+                )
+                .unwrap();
+            // Row i predicts chunk[pos + i + 1].
+            let next_end = end.min(chunk.len() - 1);
+            if next_end > pos {
+                out.extend(nll_from_logits(
+                    &logits,
+                    vocab,
+                    &chunk[pos + 1..next_end + 1],
+                ));
+            }
+            pos = end;
+        }
+    }
+    out
+}

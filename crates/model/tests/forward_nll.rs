@@ -8,14 +8,11 @@
 
 mod common;
 
-use llama31_model::{LoadOptions, LogitsMode, Model};
+use llama31_model::{LoadOptions, Model};
 use llama31_tokenizer::Tokenizer;
 use serde_json::Value;
 
 const TOLERANCE: f64 = 2e-3;
-/// Tokens per forward call inside a chunk (bounds the All-logits buffer to ~32 MiB).
-const SUB: usize = 64;
-
 fn golden() -> Value {
     let p = common::goldens().join("forward/nll.json");
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
@@ -33,40 +30,6 @@ fn tokens_for(text_file: &str) -> Option<Vec<u32>> {
     let mut ids = vec![128000u32];
     ids.extend(tok.encode(&text, false));
     Some(ids)
-}
-
-/// NLLs for `tokens` under the chunk protocol.
-fn run_nll(model: &Model, tokens: &[u32], ctx: usize) -> Vec<f64> {
-    let vocab = model.config().vocab_size;
-    let mut cache = model.new_cache(ctx).unwrap();
-    let mut out = Vec::with_capacity(tokens.len());
-    let mut logits = Vec::new();
-    for chunk in tokens.chunks(ctx) {
-        let mut pos = 0;
-        while pos < chunk.len() {
-            let end = (pos + SUB).min(chunk.len());
-            model
-                .forward_into(
-                    &chunk[pos..end],
-                    pos,
-                    &mut cache,
-                    LogitsMode::All,
-                    &mut logits,
-                )
-                .unwrap();
-            // Row i predicts chunk[pos + i + 1].
-            let next_end = end.min(chunk.len() - 1);
-            if next_end > pos {
-                out.extend(common::nll_from_logits(
-                    &logits,
-                    vocab,
-                    &chunk[pos + 1..next_end + 1],
-                ));
-            }
-            pos = end;
-        }
-    }
-    out
 }
 
 fn check(format_dir: &str, golden_model: &str, text: &str) {
@@ -104,7 +67,7 @@ fn check(format_dir: &str, golden_model: &str, text: &str) {
         },
     )
     .unwrap();
-    let got = run_nll(&model, &tokens, ctx);
+    let got = common::run_nll(&model, &tokens, ctx);
     assert_eq!(got.len(), want.len());
     let (mut max, mut at) = (0.0f64, 0usize);
     for (i, (a, b)) in got.iter().zip(&want).enumerate() {

@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 
+use llama31_formats::DType;
 use llama31_kernels::convert::WeightRef;
 use llama31_kernels::matmul::{matmul, matmul_quantized, matvec_quantized_many};
 use llama31_kernels::qbf16::{matmul_bf16, matmul_f32_split, Bf16Scratch};
@@ -53,6 +54,9 @@ pub struct CpuScratch {
 pub struct ActScratch {
     q: Vec<u8>,
     b: Bf16Scratch,
+    /// `x · Aᵀ` and `(x · Aᵀ) · Bᵀ` of a LoRA term.
+    lora_t: Vec<f32>,
+    lora_u: Vec<f32>,
 }
 
 impl CpuScratch {
@@ -428,6 +432,47 @@ impl Backend for Cpu {
             *m = w;
         }
         Matrix::matvec_many(&mats[..outs.len()], &mut dsts[..outs.len()], x, &mut s.qact)
+    }
+
+    fn lora(
+        &self,
+        s: &mut CpuScratch,
+        dst: Act,
+        src: Act,
+        rows: Range<usize>,
+        a: &Matrix,
+        b: &Matrix,
+        scale: f32,
+    ) -> Result<()> {
+        let (d, x, act) = s.pair(dst, src, rows.end)?;
+        let (dw, xw) = (d.len() / rows.end.max(1), x.len() / rows.end.max(1));
+        let rank = a.rows;
+        if a.dtype != DType::F32
+            || b.dtype != DType::F32
+            || a.cols != xw
+            || b.rows != dw
+            || b.cols != rank
+        {
+            return Err(ModelError::Adapter(format!(
+                "LoRA term A {}×{} ({}), B {}×{} ({}) on {xw} → {dw} features",
+                a.rows, a.cols, a.dtype, b.rows, b.cols, b.dtype
+            )));
+        }
+        let m = rows.len();
+        if m == 0 {
+            return Ok(());
+        }
+        fit(&mut act.lora_t, m * rank);
+        fit(&mut act.lora_u, m * dw);
+        let t = &mut act.lora_t[..m * rank];
+        let u = &mut act.lora_u[..m * dw];
+        matmul(t, &x[rows.start * xw..rows.end * xw], m, &a.weight_ref())?;
+        matmul(u, t, m, &b.weight_ref())?;
+        // PEFT: `result + lora_B(lora_A(x)) * scaling`.
+        for (d, &u) in d[rows.start * dw..rows.end * dw].iter_mut().zip(u.iter()) {
+            *d += u * scale;
+        }
+        Ok(())
     }
 
     fn rope(

@@ -184,6 +184,20 @@ pub trait Backend: Send + Sync + Sized + 'static {
         }
         Ok(())
     }
+    /// Rows `rows` of `dst` += `scale · (src · aᵀ) · bᵀ`: one unmerged LoRA term (`a`:
+    /// `[r, in]`, `b`: `[out, r]`, both f32), computed in f32 after the base product. Each row's
+    /// result must not depend on the other rows.
+    #[allow(clippy::too_many_arguments)]
+    fn lora(
+        &self,
+        s: &mut Self::Scratch,
+        dst: Act,
+        src: Act,
+        rows: Range<usize>,
+        a: &Self::Weight,
+        b: &Self::Weight,
+        scale: f32,
+    ) -> Result<()>;
     /// Rotates rows `rows` of `buf` (`n_heads` heads each) for positions `start..`.
     #[allow(clippy::too_many_arguments)]
     fn rope(
