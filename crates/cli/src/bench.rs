@@ -48,7 +48,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let source = source::detect_model(&args.model)?;
     let ctx = args.n_prompt.max(args.n_gen).max(1);
-    let model = crate::load::load_model(&source, Some(ctx), args.weights)?;
+    let model = crate::load::load_model(&source, Some(ctx), &args.weights)?;
     let vocab = model.config().vocab_size as u32;
     // Token ids as llama-bench uses them: arbitrary valid ids (the content does not change the cost).
     let token = |i: usize| (i as u32).wrapping_mul(2_654_435_761) % vocab;
@@ -80,23 +80,35 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let threads = rayon::current_num_threads();
     let act = args.weights.activations();
+    let lora = match (args.weights.lora().len(), args.weights.merge_lora()) {
+        (0, _) => String::new(),
+        (n, true) => format!(", {n} LoRA merged"),
+        (n, false) => format!(", {n} LoRA unmerged"),
+    };
     if args.n_prompt > 0 {
         println!(
-            "pp{}: {best_pp:.2} tok/s ({threads} threads, best of {}, {act} activations)",
+            "pp{}: {best_pp:.2} tok/s ({threads} threads, best of {}, {act} activations{lora})",
             args.n_prompt, args.reps
         );
     }
     if args.n_gen > 0 {
         println!(
-            "tg{}: {best_tg:.2} tok/s ({threads} threads, best of {}, {act} activations)",
+            "tg{}: {best_tg:.2} tok/s ({threads} threads, best of {}, {act} activations{lora})",
             args.n_gen, args.reps
         );
     }
     if args.json {
         let act = act.name();
+        let adapters: Vec<String> = args
+            .weights
+            .lora()
+            .iter()
+            .map(|l| l.path.display().to_string())
+            .collect();
         println!(
             "{}",
-            serde_json::json!({"pp": best_pp, "tg": best_tg, "activations": act})
+            serde_json::json!({"pp": best_pp, "tg": best_tg, "activations": act,
+                "lora": adapters, "merge_lora": args.weights.merge_lora()})
         );
     }
     Ok(())

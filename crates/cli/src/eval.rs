@@ -250,7 +250,7 @@ fn load(common: &CommonArgs, ctx: usize) -> Result<Loaded> {
     };
     let source = source::detect_model(path)?;
     let tokenizer = source.load_tokenizer()?;
-    let model = crate::load::load_model(&source, Some(ctx), common.weights)?;
+    let model = crate::load::load_model(&source, Some(ctx), &common.weights)?;
     let info = model_info(path)?;
     Ok(Loaded {
         source,

@@ -121,7 +121,7 @@ struct Loaded {
     stop_tokens: Vec<u32>,
 }
 
-fn load(path: &std::path::Path, ctx: usize, weights: crate::load::WeightArgs) -> Result<Loaded> {
+fn load(path: &std::path::Path, ctx: usize, weights: &crate::load::WeightArgs) -> Result<Loaded> {
     let source = source::detect_model(path)?;
     let tokenizer = source.load_tokenizer()?;
     if ctx < 2 {
@@ -209,7 +209,7 @@ fn chat_prompt(loaded: &Loaded, messages: &[Message]) -> Result<Vec<u32>> {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let loaded = load(&args.model, args.sampling.ctx, args.weights)?;
+    let loaded = load(&args.model, args.sampling.ctx, &args.weights)?;
     let chat = !args.raw && loaded.source.is_instruct()?;
     let prompt = if let Some(file) = &args.messages {
         if args.raw {
@@ -279,7 +279,7 @@ const CHAT_COMMANDS: &str = "commands: /reset clears the conversation, /exit (or
      message that begins with /";
 
 pub fn chat(args: ChatArgs) -> Result<()> {
-    let loaded = load(&args.model, args.sampling.ctx, args.weights)?;
+    let loaded = load(&args.model, args.sampling.ctx, &args.weights)?;
     let cancel = Arc::new(AtomicBool::new(false));
     // Ctrl-C stops a reply; at the prompt it starts a new prompt line (the terminal already
     // dropped what was typed), and a second one in a row quits.

@@ -5,13 +5,15 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use llama31_formats::WeightFormat;
-use llama31_model::{file_loading_for, Activations, FileLoading, LoadOptions, Model, WeightMode};
+use llama31_model::{
+    file_loading_for, Activations, FileLoading, LoadOptions, LoraAdapter, Model, WeightMode,
+};
 
 use crate::source::{Source, SourceKind};
 
 /// How GGUF block-quantized weights are multiplied and how model files are brought into memory
 /// (shared by every command that loads a model).
-#[derive(clap::Args, Debug, Clone, Copy, Default)]
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct WeightArgs {
     /// Multiply GGUF quantized weights as stored, against 8-bit activations as llama.cpp does
     /// (the default; accepted for compatibility).
@@ -36,6 +38,54 @@ pub struct WeightArgs {
     /// llama.cpp's `--no-mmap`).
     #[arg(long)]
     no_mmap: bool,
+    /// Apply a LoRA adapter: a Hugging Face PEFT directory (adapter_config.json +
+    /// adapter_model.safetensors) or a llama.cpp GGUF adapter, optionally scaled (`PATH:0.5`;
+    /// default 1). Repeat to stack adapters. Unmerged unless `--merge-lora`: the base weights
+    /// stay as stored and each adapted projection adds `scale * B (A x)` in f32.
+    #[arg(long, value_name = "PATH[:SCALE]")]
+    lora: Vec<LoraSpec>,
+    /// Merge the `--lora` adapters into the weights at load: each adapted projection becomes an
+    /// f32 matrix `W + scale * B A` (the others stay as stored); decoding is then as fast as the
+    /// base, at the memory of f32 for the adapted projections.
+    #[arg(long, requires = "lora")]
+    merge_lora: bool,
+}
+
+/// `PATH[:SCALE]` of `--lora`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraSpec {
+    pub path: std::path::PathBuf,
+    pub scale: f32,
+}
+
+impl std::str::FromStr for LoraSpec {
+    type Err = String;
+
+    /// `PATH` or `PATH:SCALE`; a `:` followed by something that is not a number belongs to the
+    /// path.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s.is_empty() {
+            return Err("empty adapter path".into());
+        }
+        if let Some((path, scale)) = s.rsplit_once(':') {
+            if let Ok(scale) = scale.parse::<f32>() {
+                if !scale.is_finite() {
+                    return Err(format!("scale {scale} is not finite"));
+                }
+                if path.is_empty() {
+                    return Err("empty adapter path".into());
+                }
+                return Ok(LoraSpec {
+                    path: path.into(),
+                    scale,
+                });
+            }
+        }
+        Ok(LoraSpec {
+            path: s.into(),
+            scale: 1.0,
+        })
+    }
 }
 
 impl WeightArgs {
@@ -58,6 +108,16 @@ impl WeightArgs {
         self.weight_mode().keeps_quantized()
     }
 
+    /// The `--lora` adapters.
+    pub fn lora(&self) -> &[LoraSpec] {
+        &self.lora
+    }
+
+    /// Whether `--merge-lora` was given.
+    pub fn merge_lora(&self) -> bool {
+        self.merge_lora
+    }
+
     /// How the model file is brought into memory (`--mmap`, `--no-mmap`, else the environment's
     /// `LLAMA31_MMAP` / `LLAMA31_NO_MMAP`, else decided by size).
     pub fn file_loading(&self) -> FileLoading {
@@ -73,7 +133,7 @@ impl WeightArgs {
 
 /// Loads the model at `source`, supporting contexts up to `ctx` positions, as `weights` says
 /// (quantized weights kept or dequantized, see `WeightMode`; file mapped or read).
-pub fn load_model(source: &Source, ctx: Option<usize>, weights: WeightArgs) -> Result<Model> {
+pub fn load_model(source: &Source, ctx: Option<usize>, weights: &WeightArgs) -> Result<Model> {
     let start = Instant::now();
     let bar = ProgressBar::hidden();
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
@@ -116,7 +176,7 @@ pub fn load_model(source: &Source, ctx: Option<usize>, weights: WeightArgs) -> R
     let loaded = Model::load_source(source, opts);
     // Cleared on failure too, so that the error is not printed after a stale bar.
     bar.finish_and_clear();
-    let model = loaded.with_context(|| format!("loading model {}", source.path().display()))?;
+    let mut model = loaded.with_context(|| format!("loading model {}", source.path().display()))?;
     let bytes: usize = model.tensor_summary().iter().map(|t| t.bytes).sum();
     eprintln!(
         "loaded {} in {:.2} s ({} tensors, {:.1} MiB)",
@@ -125,12 +185,58 @@ pub fn load_model(source: &Source, ctx: Option<usize>, weights: WeightArgs) -> R
         model.tensor_summary().len(),
         bytes as f64 / (1024.0 * 1024.0)
     );
+    apply_lora(&mut model, weights)?;
     Ok(model)
+}
+
+/// Reads the `--lora` adapters and applies them to `model`, merged or not.
+pub fn apply_lora(model: &mut Model, weights: &WeightArgs) -> Result<()> {
+    if weights.lora.is_empty() {
+        return Ok(());
+    }
+    let adapters = weights
+        .lora
+        .iter()
+        .map(|spec| {
+            LoraAdapter::load(&spec.path)
+                .with_context(|| format!("loading LoRA adapter {}", spec.path.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let with_scales: Vec<(&LoraAdapter, f32)> = adapters
+        .iter()
+        .zip(&weights.lora)
+        .map(|(a, spec)| (a, spec.scale))
+        .collect();
+    if weights.merge_lora {
+        model.merge_lora(&with_scales)?;
+    } else {
+        model.attach_lora(&with_scales)?;
+    }
+    for (a, spec) in adapters.iter().zip(&weights.lora) {
+        let ranks: std::collections::BTreeSet<usize> = a.terms.iter().map(|t| t.rank).collect();
+        eprintln!(
+            "LoRA adapter {} ({} projections, rank {}, scale {}){}",
+            spec.path.display(),
+            a.terms.len(),
+            ranks
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join("/"),
+            spec.scale,
+            if weights.merge_lora {
+                ", merged into f32 weights"
+            } else {
+                ", unmerged"
+            }
+        );
+    }
+    Ok(())
 }
 
 /// The size of the GGUF file `load_model` will read into memory before its first tensor, if it
 /// will (the loader's own rule, [`file_loading_for`]).
-fn read_up_front(source: &Source, weights: WeightArgs) -> Option<u64> {
+fn read_up_front(source: &Source, weights: &WeightArgs) -> Option<u64> {
     if source.kind() != SourceKind::Gguf {
         return None;
     }

@@ -81,7 +81,7 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
         bail!("--ctx must be at least 2, got {ctx}");
     }
     let tokenizer = source.load_tokenizer()?;
-    let model = crate::load::load_model(&source, Some(ctx), args.weights)?;
+    let model = crate::load::load_model(&source, Some(ctx), &args.weights)?;
     let tokens = perplexity_tokens(&tokenizer, &text);
     if let Some(out) = &args.save_logits {
         let bos = tokenizer.add_bos().then(|| tokenizer.bos_id()).flatten();
@@ -199,7 +199,7 @@ fn run_kl(args: &PerplexityArgs, source: &Source, base: &Path) -> Result<()> {
         );
     }
     let tokenizer = source.load_tokenizer()?;
-    let model = crate::load::load_model(source, Some(header.n_ctx), args.weights)?;
+    let model = crate::load::load_model(source, Some(header.n_ctx), &args.weights)?;
     let vocab = model.config().vocab_size;
     if vocab != header.n_vocab {
         bail!(

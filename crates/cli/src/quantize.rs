@@ -7,7 +7,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use llama31_quantize::{quantize, FileType, QuantizeOptions};
+use llama31_model::LoraAdapter;
+use llama31_quantize::{quantize_merged, FileType, QuantizeOptions};
 
 #[derive(Args)]
 pub struct QuantizeArgs {
@@ -22,6 +23,10 @@ pub struct QuantizeArgs {
     /// Accept an already quantized GGUF (its tensors are dequantized and quantized again).
     #[arg(long)]
     allow_requantize: bool,
+    /// Merge a LoRA adapter (PEFT directory or GGUF adapter, `PATH[:SCALE]`) into the weights
+    /// before quantizing: the output is a plain model llama.cpp loads. Repeatable.
+    #[arg(long, value_name = "PATH[:SCALE]")]
+    lora: Vec<crate::load::LoraSpec>,
 }
 
 pub fn run(args: QuantizeArgs) -> Result<()> {
@@ -40,7 +45,20 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         .progress_chars("=> "),
     );
     let start = Instant::now();
-    let report = quantize(&args.input, &args.output, &opts, &mut |p| {
+    let adapters = args
+        .lora
+        .iter()
+        .map(|spec| {
+            LoraAdapter::load(&spec.path)
+                .with_context(|| format!("loading LoRA adapter {}", spec.path.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let merges: Vec<(&LoraAdapter, f32)> = adapters
+        .iter()
+        .zip(&args.lora)
+        .map(|(a, spec)| (a, spec.scale))
+        .collect();
+    let report = quantize_merged(&args.input, &args.output, &opts, &merges, &mut |p| {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);
         bar.set_message(format!("{} → {}", p.tensor.name, p.tensor.to));

@@ -135,7 +135,7 @@ fn load(source: &Source, args: &ServeArgs) -> Result<Backend> {
             None
         }
     };
-    let model = crate::load::load_model(source, Some(args.ctx), args.weights)?;
+    let model = crate::load::load_model(source, Some(args.ctx), &args.weights)?;
     let stop_tokens = default_stop_tokens(&tokenizer, &model.config().eos_token_ids);
     let vocab = model.config().vocab_size;
     let engine = Engine::start(

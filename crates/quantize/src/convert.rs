@@ -8,6 +8,7 @@ use llama31_kernels::qdot::vec_dot_type;
 use llama31_kernels::quant::dequantize;
 use llama31_kernels::quantize::quantize_row;
 use llama31_kernels::KernelError;
+use llama31_model::lora::LoraTerm;
 use rayon::prelude::*;
 
 use crate::error::{QuantizeError, Result};
@@ -39,6 +40,9 @@ pub(crate) struct Src<'a> {
     pub cols: usize,
     pub bytes: &'a [u8],
     pub heads: Option<usize>,
+    /// LoRA terms merged into the rows: `scale · B · A` each, with the scale given (the term's
+    /// own times the user's); rows in the output's order.
+    pub lora: Vec<(&'a LoraTerm, f32)>,
 }
 
 impl Src<'_> {
@@ -82,7 +86,11 @@ impl Src<'_> {
             .try_for_each(|(k, o)| {
                 let r = source_row(start + k, self.rows, self.heads);
                 let b = self.bytes.get(r * rb..(r + 1) * rb).unwrap_or_default();
-                decode(b, o)
+                decode(b, o)?;
+                for &(t, scale) in &self.lora {
+                    t.merge_row(start + k, o, scale);
+                }
+                Ok::<(), QuantizeError>(())
             })?;
         if let Some(i) = out.iter().position(|v| !v.is_finite()) {
             return Err(QuantizeError::NonFinite {
@@ -148,7 +156,7 @@ fn encode(name: &str, to: DType, x: &[f32], dst: &mut [u8]) -> Result<()> {
 
 /// The output bytes of one tensor converted to `to`.
 pub(crate) fn convert(src: &Src<'_>, to: DType) -> Result<Vec<u8>> {
-    if src.dtype == to {
+    if src.dtype == to && src.lora.is_empty() {
         return src.copy();
     }
     let out_row = to

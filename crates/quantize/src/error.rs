@@ -28,6 +28,9 @@ pub enum QuantizeError {
     /// A tensor the model needs is missing, or has an unexpected shape.
     #[error("tensor `{tensor}`: {msg}")]
     Tensor { tensor: String, msg: String },
+    /// A LoRA adapter to merge does not fit the model.
+    #[error("LoRA adapter: {0}")]
+    Lora(String),
     /// A tensor holds NaN or infinite values.
     #[error("tensor `{tensor}` holds a non-finite value at element {index}")]
     NonFinite { tensor: String, index: usize },

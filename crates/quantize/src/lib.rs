@@ -16,10 +16,13 @@ pub mod ftype;
 pub mod plan;
 mod source;
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use llama31_formats::{DType, GgufValue, GgufWriter};
+use llama31_model::lora::LoraTerm;
+use llama31_model::{LoraAdapter, RopeLayout};
 
 pub use error::{QuantizeError, Result};
 pub use ftype::FileType;
@@ -120,10 +123,52 @@ pub fn quantize(
     opts: &QuantizeOptions,
     on_tensor: &mut dyn FnMut(&Progress<'_>),
 ) -> Result<QuantizeReport> {
+    quantize_merged(input, output, opts, &[], on_tensor)
+}
+
+/// [`quantize`] with LoRA adapters (each with a user's scale) merged into the weights first: each
+/// adapted projection is decoded to f32, `scale · B · A` is added exactly as
+/// `llama31_model::Model::merge_lora` adds it, and the sum is encoded as the plan says.
+pub fn quantize_merged(
+    input: &Path,
+    output: &Path,
+    opts: &QuantizeOptions,
+    adapters: &[(&LoraAdapter, f32)],
+    on_tensor: &mut dyn FnMut(&Progress<'_>),
+) -> Result<QuantizeReport> {
     if overlaps(input, output) {
         return Err(QuantizeError::SameFile(output.to_path_buf()));
     }
     let inp = source::open(input)?;
+    // Terms by GGUF tensor name, q/k rows in GGUF's (interleaved) order.
+    let mut merges: HashMap<String, Vec<(LoraTerm, f32)>> = HashMap::new();
+    for &(adapter, scale) in adapters {
+        if !scale.is_finite() {
+            return Err(QuantizeError::Lora(format!(
+                "scale {scale} for adapter {:?} is not finite",
+                adapter.name
+            )));
+        }
+        adapter
+            .check(&inp.config)
+            .map_err(|e| QuantizeError::Lora(e.to_string()))?;
+        for t in adapter.terms_for(&inp.config, RopeLayout::Interleaved) {
+            let name = format!("blk.{}.{}.weight", t.layer, t.module.gguf_name());
+            let want = vec![t.out_features, t.in_features];
+            match inp.tensors.iter().find(|x| x.name == name) {
+                Some(x) if x.shape == want => {}
+                Some(x) => {
+                    return Err(QuantizeError::Lora(format!(
+                        "{name} is {:?}, the adapter's term {want:?}",
+                        x.shape
+                    )))
+                }
+                None => return Err(QuantizeError::Lora(format!("{name} is not in the model"))),
+            }
+            let s = t.scale * scale;
+            merges.entry(name).or_default().push((t, s));
+        }
+    }
     let plan_in: Vec<_> = inp.tensors.iter().map(|t| t.plan_tensor()).collect();
     let planned = plan::plan(&plan_in, inp.model, opts.ftype)?;
     for (t, &to) in inp.tensors.iter().zip(&planned.types) {
@@ -167,7 +212,7 @@ pub fn quantize(
     }
 
     let partial = PathBuf::from(format!("{}.partial", output.display()));
-    let result = write_all(&inp, &planned.types, &writer, &partial, on_tensor);
+    let result = write_all(&inp, &planned.types, &merges, &writer, &partial, on_tensor);
     let tensors = match result {
         Ok(t) => t,
         Err(e) => {
@@ -187,6 +232,7 @@ pub fn quantize(
 fn write_all(
     inp: &source::Input,
     types: &[DType],
+    merges: &HashMap<String, Vec<(LoraTerm, f32)>>,
     writer: &GgufWriter<'_>,
     path: &Path,
     on_tensor: &mut dyn FnMut(&Progress<'_>),
@@ -216,6 +262,10 @@ fn write_all(
                         cols,
                         bytes: &data.data,
                         heads: *heads,
+                        lora: merges
+                            .get(&t.name)
+                            .map(|v| v.iter().map(|(t, s)| (t, *s)).collect())
+                            .unwrap_or_default(),
                     },
                     to,
                 )?

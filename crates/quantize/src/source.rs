@@ -55,6 +55,8 @@ pub(crate) struct Input {
     /// In llama.cpp's order.
     pub tensors: Vec<InTensor>,
     pub model: PlanModel,
+    /// The model's configuration.
+    pub config: Config,
 }
 
 fn read_text(path: &Path) -> Result<String> {
@@ -107,6 +109,7 @@ fn from_gguf(file: WeightFile, cfg: &Config) -> Result<Input> {
         metadata,
         tensors,
         model: plan_model(cfg),
+        config: cfg.clone(),
         file,
     })
 }
@@ -285,6 +288,7 @@ fn from_checkpoint(file: WeightFile, cfg: Config, scheme: NameScheme, dir: &Path
         metadata,
         tensors,
         model: plan_model(&cfg),
+        config: cfg,
         file,
     })
 }
