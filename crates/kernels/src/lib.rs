@@ -11,6 +11,7 @@ mod attention_tiled;
 pub mod convert;
 pub mod cpu;
 pub mod dot_bytes;
+pub mod low_rank;
 pub mod matmul;
 mod matmul_quant;
 pub mod ops;

@@ -3,8 +3,8 @@
 
 use std::ops::Range;
 
-use llama31_formats::DType;
 use llama31_kernels::convert::WeightRef;
+use llama31_kernels::low_rank::low_rank_add;
 use llama31_kernels::matmul::{matmul, matmul_quantized, matvec_quantized_many};
 use llama31_kernels::qbf16::{matmul_bf16, matmul_f32_split, Bf16Scratch};
 use llama31_kernels::quant::dequantize;
@@ -54,9 +54,8 @@ pub struct CpuScratch {
 pub struct ActScratch {
     q: Vec<u8>,
     b: Bf16Scratch,
-    /// `x · Aᵀ` and `(x · Aᵀ) · Bᵀ` of a LoRA term.
+    /// `x · Aᵀ` of a LoRA term.
     lora_t: Vec<f32>,
-    lora_u: Vec<f32>,
 }
 
 impl CpuScratch {
@@ -109,6 +108,16 @@ fn fit(v: &mut Vec<f32>, n: usize) {
     if v.len() < n {
         v.resize(n, 0.0);
     }
+}
+
+/// A LoRA factor in host memory: `[rows, cols]` f32, row-major, and transposed (the low-rank
+/// kernel reads `A` by rows and `B` by columns).
+#[derive(Debug)]
+pub struct Factor {
+    rows: usize,
+    cols: usize,
+    values: Vec<f32>,
+    transposed: Vec<f32>,
 }
 
 /// The keys and values of one sequence: `[n_layers, max_seq, kv_dim]` each.
@@ -228,6 +237,7 @@ impl Matrix {
 impl Backend for Cpu {
     type Weight = Matrix;
     type Vector = Vec<f32>;
+    type Factor = Factor;
     type Rope = RopeTable;
     type KvStore = CpuKv;
     type Scratch = CpuScratch;
@@ -238,6 +248,24 @@ impl Backend for Cpu {
 
     fn upload_matrix(&self, m: Matrix) -> Result<Matrix> {
         Ok(m)
+    }
+
+    fn upload_factor(&self, rows: usize, cols: usize, values: Vec<f32>) -> Result<Factor> {
+        if rows.checked_mul(cols) != Some(values.len()) {
+            return Err(ModelError::Adapter(format!(
+                "a {rows}×{cols} factor of {} values",
+                values.len()
+            )));
+        }
+        let transposed = (0..rows * cols)
+            .map(|i| values[(i % rows) * cols + i / rows])
+            .collect();
+        Ok(Factor {
+            rows,
+            cols,
+            values,
+            transposed,
+        })
     }
 
     fn upload_vector(&self, v: Vec<f32>) -> Result<Vec<f32>> {
@@ -440,38 +468,29 @@ impl Backend for Cpu {
         dst: Act,
         src: Act,
         rows: Range<usize>,
-        a: &Matrix,
-        b: &Matrix,
+        a: &Factor,
+        b: &Factor,
         scale: f32,
     ) -> Result<()> {
         let (d, x, act) = s.pair(dst, src, rows.end)?;
         let (dw, xw) = (d.len() / rows.end.max(1), x.len() / rows.end.max(1));
         let rank = a.rows;
-        if a.dtype != DType::F32
-            || b.dtype != DType::F32
-            || a.cols != xw
-            || b.rows != dw
-            || b.cols != rank
-        {
+        if a.cols != xw || b.rows != dw || b.cols != rank {
             return Err(ModelError::Adapter(format!(
-                "LoRA term A {}×{} ({}), B {}×{} ({}) on {xw} → {dw} features",
-                a.rows, a.cols, a.dtype, b.rows, b.cols, b.dtype
+                "LoRA term A {}×{}, B {}×{} on {xw} → {dw} features",
+                a.rows, a.cols, b.rows, b.cols
             )));
         }
-        let m = rows.len();
-        if m == 0 {
-            return Ok(());
-        }
-        fit(&mut act.lora_t, m * rank);
-        fit(&mut act.lora_u, m * dw);
-        let t = &mut act.lora_t[..m * rank];
-        let u = &mut act.lora_u[..m * dw];
-        matmul(t, &x[rows.start * xw..rows.end * xw], m, &a.weight_ref())?;
-        matmul(u, t, m, &b.weight_ref())?;
-        // PEFT: `result + lora_B(lora_A(x)) * scaling`.
-        for (d, &u) in d[rows.start * dw..rows.end * dw].iter_mut().zip(u.iter()) {
-            *d += u * scale;
-        }
+        low_rank_add(
+            &mut d[rows.start * dw..rows.end * dw],
+            &x[rows.start * xw..rows.end * xw],
+            rows.len(),
+            &a.values,
+            &b.transposed,
+            rank,
+            scale,
+            &mut act.lora_t,
+        )?;
         Ok(())
     }
 

@@ -21,7 +21,7 @@ use std::ops::Range;
 use crate::error::Result;
 use crate::weights::Matrix;
 
-pub use cpu::{Cpu, CpuKv, CpuScratch};
+pub use cpu::{Cpu, CpuKv, CpuScratch, Factor};
 pub use llama31_kernels::rope::{RopeLayout, RopeTable};
 pub use llama31_kernels::AttentionShape;
 
@@ -101,6 +101,8 @@ pub trait Backend: Send + Sync + Sized + 'static {
     type Weight: Send + Sync + std::fmt::Debug;
     /// A 1-D f32 weight (a norm's scale).
     type Vector: Send + Sync + std::fmt::Debug;
+    /// A small f32 matrix: a factor (`A` or `B`) of an unmerged LoRA term.
+    type Factor: Send + Sync + std::fmt::Debug;
     /// RoPE angles for every position the model supports.
     type Rope: Send + Sync + std::fmt::Debug;
     /// Keys and values of one sequence, every layer, `max_seq` positions.
@@ -115,6 +117,8 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn upload_matrix(&self, m: Matrix) -> Result<Self::Weight>;
     /// Takes a 1-D weight.
     fn upload_vector(&self, v: Vec<f32>) -> Result<Self::Vector>;
+    /// Takes a `[rows, cols]` f32 matrix (row-major `values`) as a LoRA factor.
+    fn upload_factor(&self, rows: usize, cols: usize, values: Vec<f32>) -> Result<Self::Factor>;
     /// Takes the RoPE table.
     fn upload_rope(&self, t: RopeTable) -> Result<Self::Rope>;
     /// Positions the RoPE table covers.
@@ -194,8 +198,8 @@ pub trait Backend: Send + Sync + Sized + 'static {
         dst: Act,
         src: Act,
         rows: Range<usize>,
-        a: &Self::Weight,
-        b: &Self::Weight,
+        a: &Self::Factor,
+        b: &Self::Factor,
         scale: f32,
     ) -> Result<()>;
     /// Rotates rows `rows` of `buf` (`n_heads` heads each) for positions `start..`.

@@ -3,19 +3,16 @@
 
 use std::ops::Range;
 
-use llama31_formats::DType;
-
 use super::{LoraAdapter, LoraModule};
 use crate::backend::{Act, Backend};
 use crate::error::{ModelError, Result};
 use crate::llama::Model;
-use crate::weights::matrix_owned;
 
 /// One term on the backend: `dst += scale · (src · Aᵀ) · Bᵀ`.
 #[derive(Debug)]
 pub(crate) struct Attached<B: Backend> {
-    pub(crate) a: B::Weight,
-    pub(crate) b: B::Weight,
+    pub(crate) a: B::Factor,
+    pub(crate) b: B::Factor,
     pub(crate) scale: f32,
 }
 
@@ -50,12 +47,7 @@ impl<B: Backend> LoraSet<B> {
             adapter.check(cfg)?;
             names.push(adapter.name.clone());
             for t in adapter.terms_for(cfg, model.rope_layout()) {
-                let upload = |v: Vec<f32>, rows, cols| {
-                    let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                    model
-                        .backend()
-                        .upload_matrix(matrix_owned(DType::F32, rows, cols, bytes)?)
-                };
+                let upload = |v: Vec<f32>, rows, cols| model.backend().upload_factor(rows, cols, v);
                 max_rank = max_rank.max(t.rank);
                 let attached = Attached {
                     a: upload(t.a, t.rank, t.in_features)?,
