@@ -41,8 +41,9 @@ pub struct WeightArgs {
     /// Apply a LoRA adapter: a Hugging Face PEFT directory (adapter_config.json +
     /// adapter_model.safetensors) or a llama.cpp GGUF adapter, optionally scaled (`PATH:0.5`;
     /// default 1). Repeat to stack adapters. Unmerged unless `--merge-lora`: the base weights
-    /// stay as stored and each adapted projection adds `scale * B (A x)` in f32.
-    #[arg(long, value_name = "PATH[:SCALE]")]
+    /// stay as stored and each adapted projection adds `scale * B (A x)` in f32. With `serve`,
+    /// `NAME=PATH` serves the adapter as model NAME beside the base instead.
+    #[arg(long, value_name = "[NAME=]PATH[:SCALE]")]
     lora: Vec<LoraSpec>,
     /// Merge the `--lora` adapters into the weights at load: each adapted projection becomes an
     /// f32 matrix `W + scale * B A` (the others stay as stored); decoding is then as fast as the
@@ -51,9 +52,11 @@ pub struct WeightArgs {
     merge_lora: bool,
 }
 
-/// `PATH[:SCALE]` of `--lora`.
+/// `[NAME=]PATH[:SCALE]` of `--lora`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoraSpec {
+    /// The model id it is served as (`serve` only).
+    pub name: Option<String>,
     pub path: std::path::PathBuf,
     pub scale: f32,
 }
@@ -61,9 +64,18 @@ pub struct LoraSpec {
 impl std::str::FromStr for LoraSpec {
     type Err = String;
 
-    /// `PATH` or `PATH:SCALE`; a `:` followed by something that is not a number belongs to the
-    /// path.
+    /// `PATH`, `PATH:SCALE`, `NAME=PATH`, `NAME=PATH:SCALE`; a `:` followed by something that is
+    /// not a number belongs to the path, and a `=` after a `/` too.
     fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (name, s) = match s.split_once('=') {
+            Some((n, rest)) if !n.contains('/') => {
+                if n.is_empty() {
+                    return Err("empty adapter name before '='".into());
+                }
+                (Some(n.to_string()), rest)
+            }
+            _ => (None, s),
+        };
         if s.is_empty() {
             return Err("empty adapter path".into());
         }
@@ -76,12 +88,14 @@ impl std::str::FromStr for LoraSpec {
                     return Err("empty adapter path".into());
                 }
                 return Ok(LoraSpec {
+                    name,
                     path: path.into(),
                     scale,
                 });
             }
         }
         Ok(LoraSpec {
+            name,
             path: s.into(),
             scale: 1.0,
         })
@@ -111,6 +125,19 @@ impl WeightArgs {
     /// The `--lora` adapters.
     pub fn lora(&self) -> &[LoraSpec] {
         &self.lora
+    }
+
+    /// These arguments without the named `--lora NAME=PATH` adapters, and those adapters.
+    pub fn split_named(&self) -> (WeightArgs, Vec<LoraSpec>) {
+        let (named, plain): (Vec<LoraSpec>, Vec<LoraSpec>) =
+            self.lora.iter().cloned().partition(|s| s.name.is_some());
+        (
+            WeightArgs {
+                lora: plain,
+                ..self.clone()
+            },
+            named,
+        )
     }
 
     /// Whether `--merge-lora` was given.
@@ -248,4 +275,29 @@ fn read_up_front(source: &Source, weights: &WeightArgs) -> Option<u64> {
     )
     .reads(len)
     .then_some(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoraSpec;
+
+    #[test]
+    fn lora_specs() {
+        let p = |s: &str| s.parse::<LoraSpec>();
+        let spec = |name: Option<&str>, path: &str, scale: f32| LoraSpec {
+            name: name.map(str::to_string),
+            path: path.into(),
+            scale,
+        };
+        assert_eq!(p("a/b"), Ok(spec(None, "a/b", 1.0)));
+        assert_eq!(p("a/b:0.5"), Ok(spec(None, "a/b", 0.5)));
+        assert_eq!(p("c:/x:y"), Ok(spec(None, "c:/x:y", 1.0)));
+        assert_eq!(p("sql=a/b"), Ok(spec(Some("sql"), "a/b", 1.0)));
+        assert_eq!(p("sql=a/b:2"), Ok(spec(Some("sql"), "a/b", 2.0)));
+        assert_eq!(p("./x=y/z"), Ok(spec(None, "./x=y/z", 1.0)));
+        assert!(p("").is_err());
+        assert!(p("=a").is_err());
+        assert!(p("n=").is_err());
+        assert!(p("a:inf").is_err());
+    }
 }

@@ -2,12 +2,14 @@
 //! while the model loads) and serves once the model is in memory.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use llama31_engine::{default_stop_tokens, Engine, EngineConfig};
+use llama31_engine::{default_stop_tokens, Adapter, Engine, EngineConfig};
+use llama31_model::{LoraAdapter, LoraSet, Model};
+use llama31_server::lora::{LoraLoader, Served};
 use llama31_server::{app, AppState, Backend, ServerConfig};
 
 use crate::source::{self, Source, SourceExt};
@@ -45,6 +47,9 @@ pub struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     max_body: usize,
+    /// Most LoRA adapters served at once (`--lora NAME=PATH` and `/v1/load_lora_adapter`).
+    #[arg(long, default_value_t = 16)]
+    max_loras: usize,
     #[command(flatten)]
     weights: crate::load::WeightArgs,
 }
@@ -74,6 +79,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         model_id,
         api_key,
         max_body_bytes: args.max_body,
+        max_loras: args.max_loras,
         ..ServerConfig::default()
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -101,7 +107,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
             let loaded =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(&source, &args)));
             match loaded {
-                Ok(Ok(backend)) => {
+                Ok(Ok((backend, adapters))) => {
+                    for (name, served) in adapters {
+                        if let Err(e) = loader_state.adapters.insert(
+                            &name,
+                            served,
+                            loader_state.config.max_loras,
+                        ) {
+                            eprintln!("error: --lora {name}: {}", e.message);
+                            std::process::exit(2);
+                        }
+                    }
                     loader_state.set_backend(backend);
                     eprintln!("llama31 serve: model loaded, ready");
                 }
@@ -126,7 +142,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-fn load(source: &Source, args: &ServeArgs) -> Result<Backend> {
+/// The model with its unnamed `--lora` adapters applied, and the named ones ready to serve.
+fn load(source: &Source, args: &ServeArgs) -> Result<(Backend, Vec<(String, Served)>)> {
     let tokenizer = Arc::new(source.load_tokenizer()?);
     let formatter = match source.chat_format(&tokenizer) {
         Ok(f) => Some(f),
@@ -135,11 +152,38 @@ fn load(source: &Source, args: &ServeArgs) -> Result<Backend> {
             None
         }
     };
-    let model = crate::load::load_model(source, Some(args.ctx), &args.weights)?;
+    let (weights, named) = args.weights.split_named();
+    if weights.merge_lora() && !named.is_empty() {
+        bail!("--merge-lora merges the unnamed --lora adapters; served adapters (NAME=PATH) stay unmerged: pass them without --merge-lora");
+    }
+    let model = Arc::new(crate::load::load_model(source, Some(args.ctx), &weights)?);
     let stop_tokens = default_stop_tokens(&tokenizer, &model.config().eos_token_ids);
     let vocab = model.config().vocab_size;
+    let lora_model = Arc::clone(&model);
+    let loader: LoraLoader = Arc::new(move |name: &str, path: &Path| {
+        load_adapter(&lora_model, name, path, 1.0).map_err(|e| format!("{e:#}"))
+    });
+    let mut served = Vec::new();
+    for spec in &named {
+        let name = spec.name.clone().unwrap_or_default();
+        let adapter = load_adapter(&model, &name, &spec.path, spec.scale)
+            .with_context(|| format!("--lora {name}={}", spec.path.display()))?;
+        eprintln!(
+            "llama31 serve: LoRA adapter {} served as model {name:?} (scale {})",
+            spec.path.display(),
+            spec.scale
+        );
+        served.push((
+            name,
+            Served {
+                adapter,
+                path: spec.path.display().to_string(),
+                created: llama31_server::unix_now(),
+            },
+        ));
+    }
     let engine = Engine::start(
-        Arc::new(model),
+        model,
         Arc::clone(&tokenizer),
         EngineConfig {
             slots: args.parallel,
@@ -148,11 +192,14 @@ fn load(source: &Source, args: &ServeArgs) -> Result<Backend> {
             step_tokens: args.step_tokens,
         },
     )?;
-    Ok(Backend::new(
-        engine,
-        tokenizer,
-        formatter,
-        stop_tokens,
-        vocab,
-    ))
+    let backend =
+        Backend::new(engine, tokenizer, formatter, stop_tokens, vocab).with_lora_loader(loader);
+    Ok((backend, served))
+}
+
+/// A LoRA adapter read from `path` and made ready for `model` (unmerged), under `name`.
+fn load_adapter(model: &Model, name: &str, path: &Path, scale: f32) -> Result<Adapter> {
+    let adapter = LoraAdapter::load(path)?;
+    let set = LoraSet::new(model, &[(&adapter, scale)])?;
+    Ok(Adapter::new(name, Arc::new(set)))
 }

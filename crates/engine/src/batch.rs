@@ -11,15 +11,19 @@
 //! depend on the batch size, and every request has its own sampler and seed), so a request gives
 //! the same tokens whether it runs alone or beside others. Each row goes through the same step as
 //! in the single-request generator, [`Sequence::accept_logits`].
+//!
+//! Requests may run with different adapters ([`Request::adapter`]) in the same step: the model
+//! groups the rows of each adapter (the S-LoRA / Punica way) rather than running one forward per
+//! adapter. A slot's cached keys and values are reused only by a request with the same adapter.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use crate::error::EngineError;
 use crate::language_model::{Detokenizer, LanguageModel, LogitsMode, SeqInput};
-use crate::request::{FinishReason, Request, TokenLogprob, Usage};
+use crate::request::{Adapter, FinishReason, Request, TokenLogprob, Usage};
 use crate::sequence::{common_prefix, Sequence};
 
 /// Sizes of the engine.
@@ -116,6 +120,25 @@ pub struct EngineMetrics {
     pub queued: AtomicUsize,
     /// Requests in a slot now.
     pub active: AtomicUsize,
+    /// Running and waiting requests per adapter name, now (adapters with none are absent).
+    pub adapters: Mutex<BTreeMap<String, AdapterLoad>>,
+}
+
+/// Requests of one adapter.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AdapterLoad {
+    pub running: usize,
+    pub waiting: usize,
+}
+
+impl EngineMetrics {
+    /// [`EngineMetrics::adapters`], copied.
+    pub fn adapter_load(&self) -> BTreeMap<String, AdapterLoad> {
+        self.adapters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 struct Job {
@@ -182,6 +205,7 @@ impl Engine {
             slots.push(Slot {
                 cache: model.new_cache(config.ctx)?,
                 cached: Vec::new(),
+                cached_adapter: None,
                 active: None,
             });
         }
@@ -274,12 +298,15 @@ impl Drop for Engine {
 struct Active {
     seq: Sequence,
     sink: Sink,
+    adapter: Option<Adapter>,
 }
 
 struct Slot<C> {
     cache: C,
     /// Tokens whose keys and values the cache holds, in position order.
     cached: Vec<u32>,
+    /// The adapter those keys and values were computed with ([`Adapter::id`]).
+    cached_adapter: Option<u64>,
     active: Option<Active>,
 }
 
@@ -338,13 +365,14 @@ impl<M: LanguageModel, D: Detokenizer> Worker<M, D> {
                     .cancelled
                     .fetch_add(dropped as u64, Ordering::Relaxed);
             }
-            while let Some(free) = self.best_free_slot(q.jobs.front().map(|j| &j.req.prompt[..])) {
+            while let Some(free) = self.best_free_slot(q.jobs.front().map(|j| &j.req)) {
                 let Some(job) = q.jobs.pop_front() else { break };
                 self.assign(free, job);
             }
             shared.metrics.queued.store(q.jobs.len(), Ordering::Relaxed);
             let active = self.slots.iter().filter(|s| s.active.is_some()).count();
             shared.metrics.active.store(active, Ordering::Relaxed);
+            self.count_adapters(&q.jobs);
             if active > 0 {
                 return true;
             }
@@ -352,25 +380,58 @@ impl<M: LanguageModel, D: Detokenizer> Worker<M, D> {
         }
     }
 
-    /// The free slot sharing the longest prefix with `prompt` (`None` if no slot is free or
-    /// there is no prompt).
-    fn best_free_slot(&self, prompt: Option<&[u32]>) -> Option<usize> {
-        let prompt = prompt?;
+    /// The free slot sharing the longest prefix with `req`'s prompt, computed with the same
+    /// adapter (`None` if no slot is free or there is no request).
+    fn best_free_slot(&self, req: Option<&Request>) -> Option<usize> {
+        let req = req?;
+        let adapter = req.adapter.as_ref().map(Adapter::id);
         self.slots
             .iter()
             .enumerate()
             .filter(|(_, s)| s.active.is_none())
-            .max_by_key(|(i, s)| (common_prefix(&s.cached, prompt), usize::MAX - i))
+            .max_by_key(|(i, s)| {
+                let common = if s.cached_adapter == adapter {
+                    common_prefix(&s.cached, &req.prompt)
+                } else {
+                    0
+                };
+                (common, usize::MAX - i)
+            })
             .map(|(i, _)| i)
+    }
+
+    /// Running and waiting requests per adapter, into the metrics.
+    fn count_adapters(&self, jobs: &VecDeque<Job>) {
+        let mut load: BTreeMap<String, AdapterLoad> = BTreeMap::new();
+        for a in self.slots.iter().filter_map(|s| s.active.as_ref()) {
+            if let Some(ad) = &a.adapter {
+                load.entry(ad.name().to_string()).or_default().running += 1;
+            }
+        }
+        for j in jobs {
+            if let Some(ad) = &j.req.adapter {
+                load.entry(ad.name().to_string()).or_default().waiting += 1;
+            }
+        }
+        let mut m = self
+            .shared
+            .metrics
+            .adapters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *m != load {
+            *m = load;
+        }
     }
 
     fn assign(&mut self, slot: usize, job: Job) {
         let vocab = self.model.vocab_size();
         let Job {
-            req,
+            mut req,
             mut sink,
             cancel,
         } = job;
+        let adapter = req.adapter.take();
         let mut seq = match Sequence::new(&req, vocab, self.config.ctx) {
             Ok(seq) => seq.with_cancel_flag(cancel),
             // `submit` validated the request; report rather than panic if that ever changes.
@@ -380,6 +441,12 @@ impl<M: LanguageModel, D: Detokenizer> Worker<M, D> {
             }
         };
         let s = &mut self.slots[slot];
+        // Keys and values computed with another adapter are not this request's.
+        let adapter_id = adapter.as_ref().map(Adapter::id);
+        if s.cached_adapter != adapter_id {
+            s.cached.clear();
+            s.cached_adapter = adapter_id;
+        }
         // At least the last prompt token runs, to get its logits.
         let common = seq.reuse_prefix(&s.cached);
         s.cached.truncate(common);
@@ -394,7 +461,7 @@ impl<M: LanguageModel, D: Detokenizer> Worker<M, D> {
             cached = common,
             "request admitted"
         );
-        let a = Active { seq, sink };
+        let a = Active { seq, sink, adapter };
         if let Some(finish) = a.seq.finish_reason().cloned() {
             // Nothing to generate (a budget of zero tokens).
             self.finish(a, finish, String::new());
@@ -480,6 +547,7 @@ impl<M: LanguageModel, D: Detokenizer> Worker<M, D> {
                         } else {
                             LogitsMode::None
                         },
+                        adapter: a.adapter.as_ref().map(Adapter::handle),
                     });
                 }
             }

@@ -34,6 +34,7 @@ fn run_with(
         stop_strings: Vec::new(),
         logprobs: None,
         constraint: None,
+        adapter: None,
     };
     setup(&mut req);
     let mut pieces = Vec::new();
@@ -173,6 +174,7 @@ fn cancellation_stops_and_text_equals_streamed_pieces() {
         stop_strings: vec!["STOP".into()],
         logprobs: None,
         constraint: None,
+        adapter: None,
     };
     let mut pieces = Vec::new();
     let gen = generate(&model, &v, &req, &mut |t| {
@@ -330,6 +332,7 @@ fn session_reuses_the_cached_prefix() {
         stop_strings: Vec::new(),
         logprobs: None,
         constraint: None,
+        adapter: None,
     };
     let go = |req: &Request, session: &mut Session<ScriptModel>| {
         generate_in_session(&model, &v, session, req, &mut |_| ControlFlow::Continue(())).unwrap()

@@ -27,6 +27,9 @@ pub struct SeqInput<'a, C> {
     pub start_pos: usize,
     pub cache: &'a mut C,
     pub logits: LogitsMode,
+    /// The model's handle of the adapter this sequence runs with ([`crate::Adapter::handle`]);
+    /// models without adapters ignore it.
+    pub adapter: Option<&'a (dyn std::any::Any + Send + Sync)>,
 }
 
 /// A model the engine can drive: the real one (`llama31_model::Model`, adapted in
@@ -77,6 +80,7 @@ pub trait LanguageModel {
     ) -> Result<(), EngineError> {
         self.forward_batch(
             &mut [SeqInput {
+                adapter: None,
                 tokens,
                 start_pos,
                 cache,

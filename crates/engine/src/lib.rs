@@ -25,7 +25,9 @@ pub mod stop;
 #[cfg(test)]
 mod testing;
 
-pub use batch::{Engine, EngineConfig, EngineMetrics, Event, Sink, SubmitError, Ticket};
+pub use batch::{
+    AdapterLoad, Engine, EngineConfig, EngineMetrics, Event, Sink, SubmitError, Ticket,
+};
 pub use constraint::{Constraint, ConstraintMatcher};
 pub use error::{EngineError, SamplingError};
 pub use generate::{generate, generate_in_session, Generation, Session, Timings};
@@ -37,7 +39,9 @@ pub use perplexity::{
     perplexity, perplexity_tokens, ChunkProgress, PerplexityOptions, PerplexityReport,
 };
 pub use prefix::PrefixScorer;
-pub use request::{check_request, default_stop_tokens, FinishReason, Request, TokenLogprob, Usage};
+pub use request::{
+    check_request, default_stop_tokens, Adapter, FinishReason, Request, TokenLogprob, Usage,
+};
 pub use sampler::{greedy, Sampler, SamplingParams};
 pub use sequence::{Sequence, Step, TokenOut};
 pub use stop::{StopStrings, TextOut, Utf8Stream};

@@ -1,7 +1,7 @@
 //! [`LanguageModel`] for the real model, `llama31_model::Model`: the one place that knows the
 //! model crate's forward API.
 
-use llama31_model::{Backend, BatchSeq, KvCache, Model, ModelError};
+use llama31_model::{Backend, BatchSeq, KvCache, LoraSet, Model, ModelError};
 
 use crate::error::EngineError;
 use crate::language_model::{LanguageModel, LogitsMode, SeqInput};
@@ -59,14 +59,24 @@ where
     ) -> Result<(), EngineError> {
         let mut batch: Vec<BatchSeq<'_, B>> = seqs
             .iter_mut()
-            .map(|s| BatchSeq {
-                tokens: s.tokens,
-                start_pos: s.start_pos,
-                cache: &mut *s.cache,
-                logits: mode(s.logits),
-                lora: None,
+            .map(|s| {
+                let lora = match s.adapter {
+                    None => None,
+                    Some(h) => Some(h.downcast_ref::<LoraSet<B>>().ok_or_else(|| {
+                        EngineError::from(ModelError::Adapter(
+                            "an adapter made for another model type".into(),
+                        ))
+                    })?),
+                };
+                Ok(BatchSeq {
+                    tokens: s.tokens,
+                    start_pos: s.start_pos,
+                    cache: &mut *s.cache,
+                    logits: mode(s.logits),
+                    lora,
+                })
             })
-            .collect();
+            .collect::<Result<_, EngineError>>()?;
         Ok(Model::forward_batch(self, &mut batch, scratch, out)?)
     }
 

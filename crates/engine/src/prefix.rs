@@ -142,6 +142,7 @@ impl<'m, M: LanguageModel + ?Sized> PrefixScorer<'m, M> {
                 .iter_mut()
                 .zip(&prompts[next..end])
                 .map(|((cache, _), p)| SeqInput {
+                    adapter: None,
                     tokens: &p[prefix..],
                     start_pos: prefix,
                     cache,

@@ -7,6 +7,57 @@ use crate::constraint::Constraint;
 use crate::error::EngineError;
 use crate::sampler::SamplingParams;
 
+/// An adapter a request runs with (a LoRA adapter loaded for the model, kept type-erased so the
+/// engine does not depend on a model type): a name for metrics, an id unique for the process (the
+/// prefix cache never shares keys and values across ids), and the model's own handle, which the
+/// model downcasts (`llama31_model::LoraSet` for the real model).
+#[derive(Clone)]
+pub struct Adapter {
+    id: u64,
+    name: Arc<str>,
+    handle: Arc<dyn std::any::Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for Adapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Adapter")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Adapter {
+    /// Wraps a model's adapter handle under `name`, with a fresh id.
+    pub fn new(name: &str, handle: Arc<dyn std::any::Any + Send + Sync>) -> Adapter {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Adapter {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            name: name.into(),
+            handle,
+        }
+    }
+
+    /// Unique for the life of the process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The model's handle.
+    pub fn handle(&self) -> &(dyn std::any::Any + Send + Sync) {
+        &*self.handle
+    }
+
+    /// References to the handle alive now (this one included): requests still holding it.
+    pub fn holders(&self) -> usize {
+        Arc::strong_count(&self.handle)
+    }
+}
+
 /// One completion request, tokenized.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -25,6 +76,8 @@ pub struct Request {
     pub logprobs: Option<usize>,
     /// Only tokens that keep the output a valid prefix of this language are sampled.
     pub constraint: Option<Arc<dyn Constraint>>,
+    /// The adapter to run with (`None`: the model as loaded).
+    pub adapter: Option<Adapter>,
 }
 
 impl Request {
@@ -38,6 +91,7 @@ impl Request {
             stop_strings: Vec::new(),
             logprobs: None,
             constraint: None,
+            adapter: None,
         }
     }
 }

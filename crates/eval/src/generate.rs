@@ -100,6 +100,7 @@ pub fn generate_all(
                 stop_strings: spec.stop_strings.clone(),
                 logprobs: None,
                 constraint: None,
+                adapter: None,
             };
             let tx = tx.clone();
             let sink = Box::new(move |ev: Event| tx.send((i, ev)).is_ok());

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use llama31_chat::Message;
-use llama31_engine::{Constraint, Event, FinishReason, Request, TokenLogprob};
+use llama31_engine::{Adapter, Constraint, Event, FinishReason, Request, TokenLogprob};
 
 use crate::error::ApiError;
 use crate::json::{response_format, JsonConstraint};
@@ -121,6 +121,7 @@ pub fn engine_requests(
     common: &Common,
     logprobs: Option<usize>,
     constraint: Option<Arc<dyn Constraint>>,
+    adapter: Option<&Adapter>,
 ) -> Vec<Request> {
     (0..common.n)
         .map(|i| {
@@ -138,6 +139,7 @@ pub fn engine_requests(
                 stop_strings: common.stop.clone(),
                 logprobs,
                 constraint: constraint.clone(),
+                adapter: adapter.cloned(),
             }
         })
         .collect()
@@ -148,6 +150,7 @@ async fn handle(state: Arc<AppState>, body: Body) -> Result<Response, ApiError> 
     let bytes = read_body(&state, body).await?;
     let o = parse_object(&bytes)?;
     let backend = state.backend()?;
+    let (model, adapter) = crate::lora::resolve_model(&state, &o)?;
     let req = prepare(&state, &backend, &o)?;
     let requests = engine_requests(
         &backend,
@@ -155,10 +158,11 @@ async fn handle(state: Arc<AppState>, body: Body) -> Result<Response, ApiError> 
         &req.common,
         req.logprobs,
         req.constraint.clone(),
+        adapter.as_ref(),
     );
+    drop(adapter);
     let running = run::start(&backend, requests, started)?;
     let id = new_id("chatcmpl-");
-    let model = state.config.model_id.clone();
     let created = crate::unix_now();
     if req.common.stream {
         let ctx = StreamChat {

@@ -101,6 +101,7 @@ async fn handle(state: Arc<AppState>, body: Body) -> Result<Response, ApiError> 
     let bytes = read_body(&state, body).await?;
     let o = parse_object(&bytes)?;
     let backend = state.backend()?;
+    let (model, adapter) = crate::lora::resolve_model(&state, &o)?;
     let prompts = prompts(&backend, &o)?;
     let mut common = params::common(&o, &limits(&state, &backend), &["max_tokens"])?;
     if get(&o, "max_tokens").is_none() {
@@ -141,8 +142,10 @@ async fn handle(state: Arc<AppState>, body: Body) -> Result<Response, ApiError> 
             &common,
             logprobs,
             constraint.clone(),
+            adapter.as_ref(),
         ));
     }
+    drop(adapter);
     let echoes: Vec<String> = if echo {
         prompts
             .iter()
@@ -156,7 +159,7 @@ async fn handle(state: Arc<AppState>, body: Body) -> Result<Response, ApiError> 
     let running = run::start(&backend, requests, started)?;
     let ctx = TextCtx {
         id: new_id("cmpl-"),
-        model: state.config.model_id.clone(),
+        model,
         created: crate::unix_now(),
         n: common.n,
         total,

@@ -1,6 +1,7 @@
 //! llama31's OpenAI-compatible HTTP server: `/v1/chat/completions` (tools, streaming, JSON
 //! schema output), `/v1/completions`, `/v1/models`, `/health`, `/metrics`, `/tokenize`,
-//! `/detokenize`, on top of the continuous-batching [`Engine`].
+//! `/detokenize`, LoRA adapters as models (`/v1/load_lora_adapter`, `/v1/unload_lora_adapter`),
+//! on top of the continuous-batching [`Engine`].
 //!
 //! [`app`] builds the router from an [`AppState`]; the binary binds it (tests bind
 //! `127.0.0.1:0`). The state starts without a model (`/health` answers 503 while loading) and
@@ -10,6 +11,7 @@ pub mod chat;
 pub mod completions;
 pub mod error;
 pub mod json;
+pub mod lora;
 pub mod metrics;
 pub mod misc;
 pub mod params;
@@ -51,6 +53,8 @@ pub struct ServerConfig {
     pub max_stop: usize,
     /// Most `top_logprobs` per token.
     pub max_top_logprobs: usize,
+    /// Most LoRA adapters served at once (vLLM's `--max-loras`).
+    pub max_loras: usize,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +66,7 @@ impl Default for ServerConfig {
             max_n: 16,
             max_stop: 16,
             max_top_logprobs: 20,
+            max_loras: 16,
         }
     }
 }
@@ -76,6 +81,8 @@ pub struct Backend {
     pub stop_tokens: Vec<u32>,
     /// The model's vocabulary size (logits per position).
     pub vocab_size: usize,
+    /// Loads LoRA adapters for this model (`None`: adapters cannot be loaded).
+    pub lora_loader: Option<lora::LoraLoader>,
     token_index: OnceLock<Arc<TokenIndex>>,
 }
 
@@ -93,8 +100,15 @@ impl Backend {
             formatter,
             stop_tokens,
             vocab_size,
+            lora_loader: None,
             token_index: OnceLock::new(),
         }
+    }
+
+    /// This backend, able to load LoRA adapters with `loader`.
+    pub fn with_lora_loader(mut self, loader: lora::LoraLoader) -> Self {
+        self.lora_loader = Some(loader);
+        self
     }
 
     /// Tokens per slot.
@@ -127,6 +141,8 @@ pub struct AppState {
     pub metrics: ServerMetrics,
     /// Unix time the server started (`created` of the model).
     pub created: u64,
+    /// LoRA adapters served besides the base model.
+    pub adapters: lora::Adapters,
 }
 
 impl AppState {
@@ -136,6 +152,7 @@ impl AppState {
             backend: OnceLock::new(),
             metrics: ServerMetrics::default(),
             created: unix_now(),
+            adapters: lora::Adapters::default(),
         })
     }
 
@@ -170,6 +187,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/metrics", get(misc::metrics))
         .route("/tokenize", post(misc::tokenize))
         .route("/detokenize", post(misc::detokenize))
+        .route("/v1/load_lora_adapter", post(lora::load))
+        .route("/v1/unload_lora_adapter", post(lora::unload))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), auth))
         .route("/health", get(misc::health))
         .route("/v1/health", get(misc::health))

@@ -103,7 +103,7 @@ impl ServerMetrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, engine: Option<&EngineMetrics>) -> String {
+    pub fn render(&self, engine: Option<&EngineMetrics>, max_loras: usize) -> String {
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, kind: &str, v: u64| {
             let _ = writeln!(
@@ -179,6 +179,40 @@ impl ServerMetrics {
                 "Sequences being served.",
                 "gauge",
                 lz(&e.active),
+            );
+            // The names vLLM exports, which LoRA-aware gateways (the Gateway API Inference
+            // Extension) read.
+            counter(
+                "vllm:num_requests_running",
+                "Number of requests in model execution batches.",
+                "gauge",
+                lz(&e.active),
+            );
+            counter(
+                "vllm:num_requests_waiting",
+                "Number of requests waiting to be processed.",
+                "gauge",
+                lz(&e.queued),
+            );
+            let load = e.adapter_load();
+            let names = |f: fn(&llama31_engine::AdapterLoad) -> usize| {
+                load.iter()
+                    .filter(|(_, l)| f(l) > 0)
+                    .map(|(n, _)| n.replace(['"', '\\', ',', '\n'], "_"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            let _ = writeln!(
+                out,
+                "# HELP vllm:lora_requests_info Running stats on lora requests.\n\
+                 # TYPE vllm:lora_requests_info gauge\n\
+                 vllm:lora_requests_info{{max_lora=\"{max_loras}\",running_lora_adapters=\"{}\",\
+                 waiting_lora_adapters=\"{}\"}} {now}",
+                names(|l| l.running),
+                names(|l| l.waiting),
             );
         }
         self.ttft.render(

@@ -30,17 +30,23 @@ fn model_json(state: &AppState) -> Value {
     })
 }
 
+/// The base model, then the served LoRA adapters (`parent`: the base).
 pub async fn models(State(state): State<Arc<AppState>>) -> Response {
-    axum::Json(json!({"object": "list", "data": [model_json(&state)]})).into_response()
+    let mut data = vec![model_json(&state)];
+    data.extend(crate::lora::model_entries(&state));
+    axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
 pub async fn model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     if id == state.config.model_id {
-        axum::Json(model_json(&state)).into_response()
-    } else {
-        ApiError::not_found(format!("The model {id:?} does not exist."))
-            .with_code("model_not_found")
-            .into_response()
+        return axum::Json(model_json(&state)).into_response();
+    }
+    match crate::lora::model_entries(&state)
+        .into_iter()
+        .find(|m| m["id"] == id.as_str())
+    {
+        Some(m) => axum::Json(m).into_response(),
+        None => fail(&state, crate::lora::model_not_found(&id)),
     }
 }
 
@@ -59,9 +65,10 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let backend = state.backend().ok();
-    let text = state
-        .metrics
-        .render(backend.as_ref().map(|b| b.engine.metrics()));
+    let text = state.metrics.render(
+        backend.as_ref().map(|b| b.engine.metrics()),
+        state.config.max_loras,
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

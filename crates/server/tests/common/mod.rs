@@ -88,6 +88,62 @@ pub fn start_tiny_llama(engine: EngineConfig) -> SocketAddr {
     serve(state)
 }
 
+/// The tiny random Llama 3.1 with LoRA adapters served as models (`(name, path)`, loaded the way
+/// `llama31 serve --lora NAME=PATH` loads them) and able to load more; `api_key` guards every
+/// route but `/health`.
+pub fn start_tiny_llama_lora(
+    engine: EngineConfig,
+    adapters: &[(&str, PathBuf)],
+    api_key: Option<&str>,
+) -> SocketAddr {
+    use llama31_engine::Adapter;
+    use llama31_model::{LoraAdapter, LoraSet};
+    use llama31_server::lora::{LoraLoader, Served};
+    let dir = cache_dir().join("tiny/hf-untied");
+    assert!(
+        dir.exists(),
+        "{} missing: run scripts/setup-python.sh --tiny",
+        dir.display()
+    );
+    let tok = Arc::new(Tokenizer::from_hf_json_file(&dir.join("tokenizer.json")).unwrap());
+    let formatter = ChatFormatter::for_tokenizer(&tok, None);
+    let model = Arc::new(
+        Model::load(
+            &dir,
+            LoadOptions {
+                max_seq_len: Some(engine.ctx),
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    );
+    let stop = default_stop_tokens(&tok, &model.config().eos_token_ids);
+    let vocab = model.config().vocab_size;
+    let m = Arc::clone(&model);
+    let loader: LoraLoader = Arc::new(move |name: &str, path: &std::path::Path| {
+        let a = LoraAdapter::load(path).map_err(|e| e.to_string())?;
+        let set = LoraSet::new(&m, &[(&a, 1.0)]).map_err(|e| e.to_string())?;
+        Ok(Adapter::new(name, Arc::new(set)))
+    });
+    let state = AppState::new(ServerConfig {
+        model_id: "tiny".into(),
+        api_key: api_key.map(str::to_string),
+        ..ServerConfig::default()
+    });
+    for (name, path) in adapters {
+        let adapter = loader(name, path).unwrap();
+        let served = Served {
+            adapter,
+            path: path.display().to_string(),
+            created: 0,
+        };
+        state.adapters.insert(name, served, 16).unwrap();
+    }
+    let engine = Engine::start(model, Arc::clone(&tok), engine).unwrap();
+    state.set_backend(Backend::new(engine, tok, formatter, stop, vocab).with_lora_loader(loader));
+    serve(state)
+}
+
 /// Serves `state` (with or without a backend) in a background thread.
 pub fn serve(state: Arc<AppState>) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
