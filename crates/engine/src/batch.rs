@@ -338,10 +338,18 @@ impl<M: LanguageModel, D: Detokenizer> Worker<M, D> {
                 return;
             }
             self.drop_cancelled();
-            let plan = self.plan();
+            let mut plan = self.plan();
             if plan.is_empty() {
                 continue;
             }
+            // Sequences of one adapter next to each other: the model applies each adapter once
+            // to all of its rows (row order does not change any row's result).
+            plan.sort_by_key(|p| {
+                self.slots[p.slot]
+                    .active
+                    .as_ref()
+                    .and_then(|a| a.adapter.as_ref().map(Adapter::id))
+            });
             self.step(&plan);
         }
     }

@@ -72,49 +72,103 @@ pub fn low_rank_add(
             *v = dot(&a[k * inp..(k + 1) * inp], &x[row * inp..(row + 1) * inp]);
         });
     }
-    // Outputs `o0..o0 + d.len()` of one row: Σ_k t[k] · Bᵀ[k, o] accumulated over k in order,
-    // LANES outputs at a time in registers.
-    const LANES: usize = 16;
-    let update = |o0: usize, d: &mut [f32], tr: &[f32]| {
-        let mut chunks = d.chunks_exact_mut(LANES);
-        let mut o = o0;
-        for dc in &mut chunks {
-            let mut acc = [0.0f32; LANES];
-            for (k, &tk) in tr.iter().enumerate() {
-                let b: &[f32; LANES] = bt[k * out + o..k * out + o + LANES]
-                    .try_into()
-                    .unwrap_or(&[0.0; LANES]);
-                for (a, &bv) in acc.iter_mut().zip(b) {
-                    *a += tk * bv;
-                }
-            }
-            for (y, a) in dc.iter_mut().zip(acc) {
-                *y += a * scale;
-            }
-            o += LANES;
-        }
-        for (j, y) in chunks.into_remainder().iter_mut().enumerate() {
-            let mut acc = 0.0f32;
-            for (k, &tk) in tr.iter().enumerate() {
-                acc += tk * bt[k * out + o + j];
-            }
-            *y += acc * scale;
-        }
-    };
+    let update = b_part_fn();
     let t = &*t;
     if m * out * rank < PARALLEL_MIN_WORK {
         for (d, tr) in dst.chunks_exact_mut(out).zip(t.chunks_exact(rank)) {
-            update(0, d, tr);
+            update(bt, out, 0, d, tr, scale);
         }
         return Ok(());
     }
-    let chunk = (out.div_ceil(rayon::current_num_threads().max(1) * 2)).next_multiple_of(LANES);
+    let chunk = out
+        .div_ceil(rayon::current_num_threads().max(1) * 2)
+        .next_multiple_of(LANES);
     for (d, tr) in dst.chunks_exact_mut(out).zip(t.chunks_exact(rank)) {
         d.par_chunks_mut(chunk)
             .enumerate()
-            .for_each(|(c, d)| update(c * chunk, d, tr));
+            .for_each(|(c, d)| update(bt, out, c * chunk, d, tr, scale));
     }
     Ok(())
+}
+
+/// Outputs per register block of the second product.
+const LANES: usize = 16;
+
+/// Signature of the second product: outputs `o0..o0 + d.len()` of one row,
+/// `d[j] += scale · Σ_k t[k] · Bᵀ[k, o0 + j]` (`bt`: `[r, out]`).
+type BPartFn = fn(&[f32], usize, usize, &mut [f32], &[f32], f32);
+
+/// The second product, summed over `k` in order with separate multiplies and adds (never fused):
+/// the same bits whatever instruction set the compiler picks for it.
+#[inline(always)]
+fn b_part_body(bt: &[f32], out: usize, o0: usize, d: &mut [f32], tr: &[f32], scale: f32) {
+    let mut chunks = d.chunks_exact_mut(LANES);
+    let mut o = o0;
+    for dc in &mut chunks {
+        let mut acc = [0.0f32; LANES];
+        for (k, &tk) in tr.iter().enumerate() {
+            let Some(b) = bt.get(k * out + o..k * out + o + LANES) else {
+                return;
+            };
+            for (a, &bv) in acc.iter_mut().zip(b) {
+                *a += tk * bv;
+            }
+        }
+        for (y, a) in dc.iter_mut().zip(acc) {
+            *y += a * scale;
+        }
+        o += LANES;
+    }
+    for (j, y) in chunks.into_remainder().iter_mut().enumerate() {
+        let mut acc = 0.0f32;
+        for (k, &tk) in tr.iter().enumerate() {
+            acc += tk * bt.get(k * out + o + j).copied().unwrap_or(0.0);
+        }
+        *y += acc * scale;
+    }
+}
+
+fn b_part_portable(bt: &[f32], out: usize, o0: usize, d: &mut [f32], tr: &[f32], scale: f32) {
+    b_part_body(bt, out, o0, d, tr, scale)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn b_part_avx512(bt: &[f32], out: usize, o0: usize, d: &mut [f32], tr: &[f32], scale: f32) {
+    b_part_body(bt, out, o0, d, tr, scale)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn b_part_avx512_entry(bt: &[f32], out: usize, o0: usize, d: &mut [f32], tr: &[f32], scale: f32) {
+    // SAFETY: chosen by `b_part_fn` only when the CPU has AVX-512F.
+    unsafe { b_part_avx512(bt, out, o0, d, tr, scale) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn b_part_avx2(bt: &[f32], out: usize, o0: usize, d: &mut [f32], tr: &[f32], scale: f32) {
+    b_part_body(bt, out, o0, d, tr, scale)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn b_part_avx2_entry(bt: &[f32], out: usize, o0: usize, d: &mut [f32], tr: &[f32], scale: f32) {
+    // SAFETY: chosen by `b_part_fn` only when the CPU has AVX2.
+    unsafe { b_part_avx2(bt, out, o0, d, tr, scale) }
+}
+
+/// The widest second product this CPU runs.
+fn b_part_fn() -> BPartFn {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let c = crate::cpu::cpu();
+        if c.avx512f {
+            return b_part_avx512_entry;
+        }
+        if c.avx2 {
+            return b_part_avx2_entry;
+        }
+    }
+    b_part_portable
 }
 
 #[cfg(test)]
@@ -170,6 +224,21 @@ mod tests {
                     .all(|(p, q)| p.to_bits() == q.to_bits()));
             }
         }
+    }
+
+    /// The SIMD second product gives the portable one's bits.
+    #[test]
+    fn simd_second_product_matches_portable() {
+        let mut seed = 3;
+        let (r, out) = (16, 1000);
+        let bt: Vec<f32> = (0..r * out).map(|_| lcg(&mut seed)).collect();
+        let t: Vec<f32> = (0..r).map(|_| lcg(&mut seed)).collect();
+        let d0: Vec<f32> = (0..out - 37).map(|_| lcg(&mut seed)).collect();
+        let (mut a, mut b) = (d0.clone(), d0.clone());
+        b_part_portable(&bt, out, 37, &mut a, &t, 0.7);
+        b_part_fn()(&bt, out, 37, &mut b, &t, 0.7);
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        assert_ne!(a, d0);
     }
 
     #[test]
