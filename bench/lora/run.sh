@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # LoRA adapters: decode and prompt speed with one rank-16 adapter on all seven projections,
-# unmerged (--lora), merged at load (--merge-lora, f32 adapted projections) and merged into a file
-# of the base's own type (quantize --lora), against the base, in one run (runs alternate, medians);
+# unmerged (--lora), merged at load (--merge-lora: f32 adapted projections; --merge-lora=stored:
+# rounded back to the base's types) and merged into a file of the base's own type (quantize --lora),
+# against the base, in one run (runs alternate, medians);
 # then 8 concurrent streams over 4 adapters against 8 on the base (bench/lora/serve.py).
 # Files: SmolLM2-135M-Instruct Q4_1 (fixtures; merged file from its F32 GGUF) and the 1B benchmark
 # file of bench/llama_cpp in Q4_K_M (merged file from its F16 GGUF). Adapters: random, from
@@ -30,11 +31,12 @@ for C in "${CASES[@]}"; do
   echo "== $N ($(basename "$MODEL")), rank-16 adapter on q/k/v/o/gate/up/down, $ROUNDS rounds"
   : > "$WORK/$N.jsonl"
   for _ in $(seq "$ROUNDS"); do
-    for V in base unmerged merge-lora merged-file; do
+    for V in base unmerged merge-lora merge-stored merged-file; do
       case "$V" in
         base) ARGS=(--model "$MODEL") ;;
         unmerged) ARGS=(--model "$MODEL" --lora "$AD") ;;
         merge-lora) ARGS=(--model "$MODEL" --lora "$AD" --merge-lora) ;;
+        merge-stored) ARGS=(--model "$MODEL" --lora "$AD" --merge-lora=stored) ;;
         merged-file) ARGS=(--model "$MERGED") ;;
       esac
       "$BIN" bench "${ARGS[@]}" -p 64 -n 64 -r 2 --json 2>/dev/null | tail -1 \
@@ -46,7 +48,7 @@ import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 med = lambda v, k: statistics.median(r[k] for r in rows if r["variant"] == v)
 b_pp, b_tg = med("base", "pp"), med("base", "tg")
-for v in ["base", "unmerged", "merge-lora", "merged-file"]:
+for v in ["base", "unmerged", "merge-lora", "merge-stored", "merged-file"]:
     pp, tg = med(v, "pp"), med(v, "tg")
     print(f"  {v:12s} pp64 {pp:8.1f} tok/s ({pp / b_pp:5.3f}x base)   tg64 {tg:7.1f} tok/s ({tg / b_tg:5.3f}x base)")
 PY

@@ -6,7 +6,8 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use llama31_formats::WeightFormat;
 use llama31_model::{
-    file_loading_for, Activations, FileLoading, LoadOptions, LoraAdapter, Model, WeightMode,
+    file_loading_for, Activations, FileLoading, LoadOptions, LoraAdapter, MergeInto, Model,
+    WeightMode,
 };
 
 use crate::source::{Source, SourceKind};
@@ -45,11 +46,26 @@ pub struct WeightArgs {
     /// `NAME=PATH` serves the adapter as model NAME beside the base instead.
     #[arg(long, value_name = "[NAME=]PATH[:SCALE]")]
     lora: Vec<LoraSpec>,
-    /// Merge the `--lora` adapters into the weights at load: each adapted projection becomes an
-    /// f32 matrix `W + scale * B A` (the others stay as stored); decoding is then as fast as the
-    /// base, at the memory of f32 for the adapted projections.
-    #[arg(long, requires = "lora")]
-    merge_lora: bool,
+    /// Merge the `--lora` adapters into the weights at load. `f32` (the default): each adapted
+    /// projection becomes the f32 matrix `W + scale * B A` (exact; f32's memory and bandwidth for
+    /// those projections). `stored`: that sum rounded back to the projection's stored type (bf16,
+    /// f16, or quantized again with ggml's quantizer): the base's memory and speed, at the cost of
+    /// that rounding.
+    #[arg(
+        long,
+        requires = "lora",
+        value_name = "f32|stored",
+        num_args = 0..=1,
+        default_missing_value = "f32"
+    )]
+    merge_lora: Option<MergeMode>,
+}
+
+/// `--merge-lora`'s value.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeMode {
+    F32,
+    Stored,
 }
 
 /// `[NAME=]PATH[:SCALE]` of `--lora`.
@@ -142,7 +158,7 @@ impl WeightArgs {
 
     /// Whether `--merge-lora` was given.
     pub fn merge_lora(&self) -> bool {
-        self.merge_lora
+        self.merge_lora.is_some()
     }
 
     /// How the model file is brought into memory (`--mmap`, `--no-mmap`, else the environment's
@@ -234,10 +250,10 @@ pub fn apply_lora(model: &mut Model, weights: &WeightArgs) -> Result<()> {
         .zip(&weights.lora)
         .map(|(a, spec)| (a, spec.scale))
         .collect();
-    if weights.merge_lora {
-        model.merge_lora(&with_scales)?;
-    } else {
-        model.attach_lora(&with_scales)?;
+    match weights.merge_lora {
+        Some(MergeMode::F32) => model.merge_lora_into(&with_scales, MergeInto::F32)?,
+        Some(MergeMode::Stored) => model.merge_lora_into(&with_scales, MergeInto::Stored)?,
+        None => model.attach_lora(&with_scales)?,
     }
     for (a, spec) in adapters.iter().zip(&weights.lora) {
         let ranks: std::collections::BTreeSet<usize> = a.terms.iter().map(|t| t.rank).collect();
@@ -251,10 +267,10 @@ pub fn apply_lora(model: &mut Model, weights: &WeightArgs) -> Result<()> {
                 .collect::<Vec<_>>()
                 .join("/"),
             spec.scale,
-            if weights.merge_lora {
-                ", merged into f32 weights"
-            } else {
-                ", unmerged"
+            match weights.merge_lora {
+                Some(MergeMode::F32) => ", merged into f32 weights",
+                Some(MergeMode::Stored) => ", merged into the stored types",
+                None => ", unmerged",
             }
         );
     }

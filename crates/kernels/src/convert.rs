@@ -113,6 +113,44 @@ pub fn decode_into(dtype: DType, src: &[u8], out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
+/// ggml's `GGML_FP32_TO_BF16`: round to nearest even, NaN made quiet.
+pub fn f32_to_bf16_ggml(x: f32) -> u16 {
+    let u = x.to_bits();
+    if (u & 0x7fff_ffff) > 0x7f80_0000 {
+        return ((u >> 16) | 64) as u16;
+    }
+    ((u + (0x7fff + ((u >> 16) & 1))) >> 16) as u16
+}
+
+/// Encodes f32 values as `dtype`, as ggml's `ggml_quantize_chunk` does: F32 as is, F16 and BF16
+/// rounded to nearest even, block types with ggml's reference quantizers
+/// ([`crate::quantize::quantize_row`]). `dst` holds exactly the encoded bytes.
+pub fn encode_into(dtype: DType, src: &[f32], dst: &mut [u8]) -> Result<()> {
+    match dtype {
+        DType::F32 | DType::F16 | DType::BF16 => {
+            let es = float_size(dtype)?;
+            crate::check_len(
+                "encoded bytes",
+                src.len()
+                    .checked_mul(es)
+                    .ok_or(KernelError::Overflow("encode"))?,
+                dst.len(),
+            )?;
+            for (d, &v) in dst.chunks_exact_mut(es).zip(src) {
+                match dtype {
+                    DType::F32 => d.copy_from_slice(&v.to_le_bytes()),
+                    DType::F16 => {
+                        d.copy_from_slice(&half::f16::from_f32(v).to_bits().to_le_bytes())
+                    }
+                    _ => d.copy_from_slice(&f32_to_bf16_ggml(v).to_le_bytes()),
+                }
+            }
+            Ok(())
+        }
+        q => crate::quantize::quantize_row(q, src, dst),
+    }
+}
+
 /// Decodes a whole byte slice of `dtype` to a new f32 vector.
 pub fn to_f32_vec(dtype: DType, src: &[u8]) -> Result<Vec<f32>> {
     let es = float_size(dtype)?;

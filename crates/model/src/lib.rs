@@ -33,5 +33,5 @@ pub use llama::{BatchSeq, LayerWeights, LogitsMode, Model, Scratch, Weights};
 pub use llama31_formats::FileLoading;
 pub use llama31_kernels::rope::RopeLayout;
 pub use load::{file_loading_for, LoadOptions, ProgressFn, WeightMode};
-pub use lora::{LoraAdapter, LoraModule, LoraSet};
+pub use lora::{LoraAdapter, LoraModule, LoraSet, MergeInto};
 pub use weights::{Activations, Matrix, NameScheme, TensorSummary};

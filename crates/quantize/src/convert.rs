@@ -3,10 +3,9 @@
 //! rounding to nearest even); tensors whose type does not change are copied.
 
 use llama31_formats::DType;
-use llama31_kernels::convert::{decode_into, float_size};
+use llama31_kernels::convert::{decode_into, encode_into, float_size};
 use llama31_kernels::qdot::vec_dot_type;
 use llama31_kernels::quant::dequantize;
-use llama31_kernels::quantize::quantize_row;
 use llama31_kernels::KernelError;
 use llama31_model::lora::LoraTerm;
 use rayon::prelude::*;
@@ -116,42 +115,15 @@ impl Src<'_> {
     }
 }
 
-/// ggml's `GGML_FP32_TO_BF16`: round to nearest even, NaN made quiet.
-fn f32_to_bf16(x: f32) -> u16 {
-    let u = x.to_bits();
-    if (u & 0x7fff_ffff) > 0x7f80_0000 {
-        return ((u >> 16) | 64) as u16;
-    }
-    ((u + (0x7fff + ((u >> 16) & 1))) >> 16) as u16
-}
-
-/// Encodes f32 values as `to`.
+/// Encodes f32 values as `to` (`kernels::convert::encode_into`).
 fn encode(name: &str, to: DType, x: &[f32], dst: &mut [u8]) -> Result<()> {
-    match to {
-        DType::F32 => {
-            for (d, v) in dst.chunks_exact_mut(4).zip(x) {
-                d.copy_from_slice(&v.to_le_bytes());
-            }
-        }
-        DType::F16 => {
-            for (d, v) in dst.chunks_exact_mut(2).zip(x) {
-                d.copy_from_slice(&half::f16::from_f32(*v).to_bits().to_le_bytes());
-            }
-        }
-        DType::BF16 => {
-            for (d, v) in dst.chunks_exact_mut(2).zip(x) {
-                d.copy_from_slice(&f32_to_bf16(*v).to_le_bytes());
-            }
-        }
-        q => quantize_row(q, x, dst).map_err(|e| match e {
-            KernelError::Unsupported(_) => QuantizeError::Tensor {
-                tensor: name.to_owned(),
-                msg: format!("no quantizer for {q}"),
-            },
-            e => e.into(),
-        })?,
-    }
-    Ok(())
+    encode_into(to, x, dst).map_err(|e| match e {
+        KernelError::Unsupported(_) => QuantizeError::Tensor {
+            tensor: name.to_owned(),
+            msg: format!("no quantizer for {to}"),
+        },
+        e => e.into(),
+    })
 }
 
 /// The output bytes of one tensor converted to `to`.
@@ -217,10 +189,19 @@ mod tests {
 
     #[test]
     fn bf16_rounding_is_ggmls() {
-        assert_eq!(f32_to_bf16(1.0), 0x3f80);
+        assert_eq!(llama31_kernels::convert::f32_to_bf16_ggml(1.0), 0x3f80);
         // Ties go to even: 1 + 2^-8 is halfway between 1 and 1 + 2^-7.
-        assert_eq!(f32_to_bf16(f32::from_bits(0x3f80_8000)), 0x3f80);
-        assert_eq!(f32_to_bf16(f32::from_bits(0x3f81_8000)), 0x3f82);
-        assert_eq!(f32_to_bf16(f32::NAN) & 0x7fc0, 0x7fc0);
+        assert_eq!(
+            llama31_kernels::convert::f32_to_bf16_ggml(f32::from_bits(0x3f80_8000)),
+            0x3f80
+        );
+        assert_eq!(
+            llama31_kernels::convert::f32_to_bf16_ggml(f32::from_bits(0x3f81_8000)),
+            0x3f82
+        );
+        assert_eq!(
+            llama31_kernels::convert::f32_to_bf16_ggml(f32::NAN) & 0x7fc0,
+            0x7fc0
+        );
     }
 }

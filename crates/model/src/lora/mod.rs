@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::error::{ModelError, Result};
 use llama31_kernels::rope::RopeLayout;
 
+pub use merge::MergeInto;
 pub(crate) use set::apply;
 pub use set::{LoraRun, LoraSet};
 
