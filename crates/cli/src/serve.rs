@@ -1,6 +1,7 @@
 //! `llama31 serve`: the OpenAI-compatible HTTP server. It listens at once (`/health` answers 503
 //! while the model loads) and serves once the model is in memory.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,6 +51,10 @@ pub struct ServeArgs {
     /// Most LoRA adapters served at once (`--lora NAME=PATH` and `/v1/load_lora_adapter`).
     #[arg(long, default_value_t = 16)]
     max_loras: usize,
+    /// On SIGTERM or Ctrl-C: stop accepting connections, let running requests finish for up to
+    /// this many seconds, then exit (status 0).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    drain_timeout: u64,
     #[command(flatten)]
     weights: crate::load::WeightArgs,
 }
@@ -99,6 +104,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         args.model.display()
     );
 
+    let drain = std::time::Duration::from_secs(args.drain_timeout);
     let loader_state = Arc::clone(&state);
     std::thread::Builder::new()
         .name("llama31-load".into())
@@ -131,15 +137,58 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 }
             }
         })?;
+    let drain_state = Arc::clone(&state);
     rt.block_on(async move {
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown_signal().await;
+            drain_state.start_draining();
+            eprintln!(
+                "llama31 serve: shutting down: no new connections; finishing running requests \
+                 (up to {} s)",
+                drain.as_secs()
+            );
+            let _ = tx.send(true);
+        };
+        let server = axum::serve(listener, app(state)).with_graceful_shutdown(signal);
+        let deadline = async move {
+            let _ = rx.wait_for(|&v| v).await;
+            tokio::time::sleep(drain).await;
+        };
+        tokio::select! {
+            r = server.into_future() => r,
+            () = deadline => {
+                eprintln!("llama31 serve: --drain-timeout reached with requests still running; exiting");
+                Ok(())
+            }
+        }
     })
     .context("serving")?;
+    eprintln!("llama31 serve: stopped");
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what Kubernetes and systemd send to stop a server).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// The model with its unnamed `--lora` adapters applied, and the named ones ready to serve.

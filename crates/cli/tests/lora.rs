@@ -220,53 +220,21 @@ fn bad_adapters_are_refused_clearly() {
 /// names it gets the adapted model's greedy text (that of `run --lora` on the same prompt).
 #[test]
 fn serve_names_adapters() {
-    use std::io::{BufRead, BufReader, Read, Write};
     let base = fixture("tiny/hf-untied");
     let r8 = golden("lora/peft-r8");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_llama31"))
-        .args([
-            "serve",
-            "--model",
-            base.to_str().unwrap(),
-            "--port",
-            "0",
-            "--ctx",
-            "256",
-            "--alias",
-            "tiny",
-            "--lora",
-            &format!("r8={}", r8.display()),
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut addr = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            addr = Some(rest.split_whitespace().next().unwrap().to_string());
-        }
-        if line.contains("ready") {
-            break;
-        }
-    }
-    // Keep draining the log so the server never blocks on it.
-    std::thread::spawn(move || for _ in lines {});
-    let addr = addr.expect("serve printed its address");
+    let (mut child, addr) = spawn_serve(&[
+        "--model",
+        base.to_str().unwrap(),
+        "--ctx",
+        "256",
+        "--alias",
+        "tiny",
+        "--lora",
+        &format!("r8={}", r8.display()),
+    ]);
     let http = |method: &str, path: &str, body: &str| -> Value {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let body = out.split("\r\n\r\n").nth(1).unwrap_or("");
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {out}"))
+        let (_, body) = common::http(&addr, method, path, body);
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
     };
     let models = http("GET", "/v1/models", "");
     assert_eq!(models["data"][1]["id"], "r8", "{models}");

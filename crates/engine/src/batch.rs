@@ -120,6 +120,10 @@ pub struct EngineMetrics {
     pub queued: AtomicUsize,
     /// Requests in a slot now.
     pub active: AtomicUsize,
+    /// Positions of the KV caches held by requests in a slot now (prompt and generated tokens).
+    pub kv_used: AtomicUsize,
+    /// Positions all slots can hold (slots × context).
+    pub kv_capacity: AtomicUsize,
     /// Running and waiting requests per adapter name, now (adapters with none are absent).
     pub adapters: Mutex<BTreeMap<String, AdapterLoad>>,
 }
@@ -214,6 +218,10 @@ impl Engine {
             wake: Condvar::new(),
             metrics: EngineMetrics::default(),
         });
+        shared
+            .metrics
+            .kv_capacity
+            .store(config.slots * config.ctx, Ordering::Relaxed);
         let vocab = model.vocab_size();
         let worker = Worker {
             model,
@@ -380,6 +388,7 @@ impl<M: LanguageModel, D: Detokenizer> Worker<M, D> {
             shared.metrics.queued.store(q.jobs.len(), Ordering::Relaxed);
             let active = self.slots.iter().filter(|s| s.active.is_some()).count();
             shared.metrics.active.store(active, Ordering::Relaxed);
+            self.count_kv();
             self.count_adapters(&q.jobs);
             if active > 0 {
                 return true;
@@ -406,6 +415,17 @@ impl<M: LanguageModel, D: Detokenizer> Worker<M, D> {
                 (common, usize::MAX - i)
             })
             .map(|(i, _)| i)
+    }
+
+    /// Cache positions held by active requests, into the metrics.
+    fn count_kv(&self) {
+        let used: usize = self
+            .slots
+            .iter()
+            .filter(|s| s.active.is_some())
+            .map(|s| s.cached.len())
+            .sum();
+        self.shared.metrics.kv_used.store(used, Ordering::Relaxed);
     }
 
     /// Running and waiting requests per adapter, into the metrics.
@@ -593,6 +613,7 @@ impl<M: LanguageModel, D: Detokenizer> Worker<M, D> {
             }
         }
         self.logits = logits;
+        self.count_kv();
     }
 
     /// The next token of the request in `slot` (through [`Sequence::accept_logits`]), reported

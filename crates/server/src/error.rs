@@ -93,6 +93,17 @@ impl ApiError {
         }
     }
 
+    pub fn draining() -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "The server is shutting down; send the request to another replica.".into(),
+            kind: "server_error",
+            param: None,
+            code: Some("server_draining"),
+            retry_after: Some(1),
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,

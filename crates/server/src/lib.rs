@@ -143,6 +143,8 @@ pub struct AppState {
     pub created: u64,
     /// LoRA adapters served besides the base model.
     pub adapters: lora::Adapters,
+    /// Set when shutdown began: new work is refused, running requests finish.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -153,6 +155,7 @@ impl AppState {
             metrics: ServerMetrics::default(),
             created: unix_now(),
             adapters: lora::Adapters::default(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -162,12 +165,32 @@ impl AppState {
     }
 
     /// The model, or 503 while it is loading.
+    /// The model, or 503 while it is loading or once the server is draining.
     pub fn backend(&self) -> Result<Arc<Backend>, ApiError> {
+        if self.is_draining() {
+            return Err(ApiError::draining());
+        }
         self.backend.get().cloned().ok_or_else(ApiError::loading)
     }
 
+    /// The model once loaded, draining or not (for metrics and model listings).
+    pub fn loaded(&self) -> Option<Arc<Backend>> {
+        self.backend.get().cloned()
+    }
+
+    /// The model is loaded.
     pub fn is_ready(&self) -> bool {
         self.backend.get().is_some()
+    }
+
+    /// Refuses new work from now on (shutdown); requests already running finish.
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -192,6 +215,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), auth))
         .route("/health", get(misc::health))
         .route("/v1/health", get(misc::health))
+        .route("/ready", get(misc::ready))
+        .route("/live", get(misc::live))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

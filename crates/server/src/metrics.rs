@@ -194,6 +194,27 @@ impl ServerMetrics {
                 "gauge",
                 lz(&e.queued),
             );
+            let cap = lz(&e.kv_capacity).max(1) as f64;
+            let usage = lz(&e.kv_used) as f64 / cap;
+            for (name, help) in [
+                (
+                    "vllm:kv_cache_usage_perc",
+                    "KV-cache usage. 1 means 100 percent usage.",
+                ),
+                (
+                    "vllm:gpu_cache_usage_perc",
+                    "KV-cache usage (vLLM's older name). 1 means 100 percent usage.",
+                ),
+                (
+                    "llama31_kv_cache_usage_ratio",
+                    "Positions of the slots' KV caches held by running requests / all positions.",
+                ),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {usage}"
+                );
+            }
             let load = e.adapter_load();
             let names = |f: fn(&llama31_engine::AdapterLoad) -> usize| {
                 load.iter()

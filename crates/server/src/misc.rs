@@ -20,7 +20,7 @@ pub fn fingerprint() -> String {
 }
 
 fn model_json(state: &AppState) -> Value {
-    let ctx = state.backend().map(|b| b.ctx()).ok();
+    let ctx = state.loaded().map(|b| b.ctx());
     json!({
         "id": state.config.model_id,
         "object": "model",
@@ -63,8 +63,30 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// Readiness (Kubernetes `readinessProbe`): 200 `{"status":"ready"}` while the model serves, 503
+/// `{"status":"loading"}` before and `{"status":"draining"}` once shutdown began.
+pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let status = if state.is_draining() {
+        "draining"
+    } else if state.is_ready() {
+        return axum::Json(json!({"status": "ready"})).into_response();
+    } else {
+        "loading"
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({ "status": status })),
+    )
+        .into_response()
+}
+
+/// Liveness (Kubernetes `livenessProbe`): 200 while the process answers, loading or not.
+pub async fn live() -> Response {
+    axum::Json(json!({"status": "alive"})).into_response()
+}
+
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let backend = state.backend().ok();
+    let backend = state.loaded();
     let text = state.metrics.render(
         backend.as_ref().map(|b| b.engine.metrics()),
         state.config.max_loras,

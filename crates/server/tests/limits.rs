@@ -178,3 +178,25 @@ fn queue_is_bounded_and_disconnects_free_the_slot() {
     }
     assert_eq!(get(addr, "/health").status, 200);
 }
+
+/// Probes: `/live` answers while loading, `/ready` only once the model serves; a draining server
+/// (shutdown began) is not ready and refuses new work with 503 in OpenAI's shape.
+#[test]
+fn probes_and_draining() {
+    let state = AppState::new(ServerConfig::default());
+    let addr = common::serve(std::sync::Arc::clone(&state));
+    assert_eq!(get(addr, "/live").status, 200);
+    let r = get(addr, "/ready");
+    assert_eq!((r.status, r.json()["status"].clone()), (503, json!("loading")));
+    state.start_draining();
+    let r = get(addr, "/ready");
+    assert_eq!((r.status, r.json()["status"].clone()), (503, json!("draining")));
+    let r = post(
+        addr,
+        "/v1/completions",
+        &json!({"prompt": "x", "max_tokens": 1}),
+    );
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"]["code"], "server_draining");
+    assert_eq!(r.header("retry-after"), Some("1"));
+}

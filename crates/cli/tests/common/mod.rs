@@ -135,3 +135,53 @@ pub fn smollm2_vocab_gguf(
     }
     temp_file(name, &w.to_bytes().unwrap())
 }
+
+/// `llama31 serve ARGS --port 0` in the background: the child and the `host:port` it listens on,
+/// once it has said the model is loaded. Its log keeps being drained so it never blocks.
+pub fn spawn_serve(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llama31"))
+        .arg("serve")
+        .args(args)
+        .args(["--port", "0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("llama31 serve starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut addr = None;
+    for line in lines.by_ref() {
+        let line = line.expect("serve log is text");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            addr = rest.split_whitespace().next().map(str::to_string);
+        }
+        if line.contains("ready") || line.starts_with("error") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr.expect("serve printed its address"))
+}
+
+/// One HTTP/1.1 request on a new connection (`Connection: close`): status and body.
+pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).expect("server accepts");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        out.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    )
+}
