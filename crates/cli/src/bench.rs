@@ -48,7 +48,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let source = source::detect_model(&args.model)?;
     let ctx = args.n_prompt.max(args.n_gen).max(1);
-    let model = crate::load::load_model(&source, Some(ctx), &args.weights)?;
+    let model =
+        crate::load::load_model(&source, Some(crate::load::Ctx::given(ctx)), &args.weights)?;
     let vocab = model.config().vocab_size as u32;
     // Token ids as llama-bench uses them: arbitrary valid ids (the content does not change the cost).
     let token = |i: usize| (i as u32).wrapping_mul(2_654_435_761) % vocab;

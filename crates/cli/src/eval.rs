@@ -106,10 +106,10 @@ struct MmluArgs {
     /// fastest measured for SmolLM2 on 2 cores: larger steps spill the activations out of L2.
     #[arg(long, default_value_t = 256)]
     step_tokens: usize,
-    /// Longest prompt in tokens; a longer one drops examples until it fits (at most the
-    /// model's context).
-    #[arg(long, default_value_t = 8192)]
-    ctx: usize,
+    /// Longest prompt in tokens; a longer one drops examples until it fits [default: 8192, or
+    /// the model's trained context if shorter].
+    #[arg(long)]
+    ctx: Option<usize>,
     /// Write every scored question (prompt token ids, letter ids, prediction, letter
     /// log-probabilities) as JSON lines to FILE, for independent cross-checks.
     #[arg(long, value_name = "FILE")]
@@ -132,9 +132,10 @@ struct GenArgs {
     /// Sequences generated at once (engine slots).
     #[arg(long, default_value_t = 4)]
     parallel: usize,
-    /// Context per sequence (prompt + generation), at most the model's.
-    #[arg(long, default_value_t = 2048)]
-    ctx: usize,
+    /// Context per sequence, prompt + generation [default: 2048, or the model's trained context
+    /// if shorter].
+    #[arg(long)]
+    ctx: Option<usize>,
     /// Evaluate only the first N problems.
     #[arg(long)]
     limit: Option<usize>,
@@ -244,7 +245,7 @@ struct Loaded {
     info: Value,
 }
 
-fn load(common: &CommonArgs, ctx: usize) -> Result<Loaded> {
+fn load(common: &CommonArgs, ctx: crate::load::Ctx) -> Result<Loaded> {
     let Some(path) = &common.model else {
         bail!("--model is required");
     };
@@ -331,7 +332,8 @@ fn run_mmlu(args: MmluArgs) -> Result<()> {
         Some(p) => Some(mmlu_data::load_questions(p, "dev")?),
         None => None,
     };
-    let loaded = load(&args.common, args.ctx)?;
+    let want = crate::load::Ctx::or_default(args.ctx, 8192);
+    let loaded = load(&args.common, want)?;
     let format: Option<ChatFormatter> = if args.chat {
         Some(loaded.source.chat_format(&loaded.tokenizer)?)
     } else {
@@ -348,7 +350,7 @@ fn run_mmlu(args: MmluArgs) -> Result<()> {
         limit: args.limit,
         batch: args.batch.max(1),
         step_tokens: args.step_tokens.max(1),
-        ctx: args.ctx,
+        ctx: want.on(&loaded.model),
     };
     let mut data = json!({"test": data_info(&args.data)?});
     if let Some(d) = &args.dev {
@@ -581,7 +583,7 @@ fn start_engine(loaded: Loaded, gen: &GenArgs) -> Result<(Engine, Arc<Tokenizer>
         Arc::clone(&tokenizer),
         EngineConfig {
             slots: gen.parallel,
-            ctx: gen.ctx,
+            ctx: crate::load::Ctx::or_default(gen.ctx, 2048).tokens,
             max_queue: 4 * gen.parallel + 8,
             step_tokens: 512,
         },
@@ -615,7 +617,10 @@ fn run_humaneval(args: HumanEvalArgs) -> Result<()> {
         out["timing"] = json!({"execute_seconds": report.execute_seconds});
         return emit(&args.common, &out, &humaneval_table(&report));
     }
-    let loaded = load(&args.common, args.gen.ctx)?;
+    let loaded = load(
+        &args.common,
+        crate::load::Ctx::or_default(args.gen.ctx, 2048),
+    )?;
     let chat = chat_wanted(args.gen.format, &loaded.source)?;
     let stop_tokens = default_stop_tokens(&loaded.tokenizer, &loaded.model.config().eos_token_ids);
     let (engine, tokenizer, source, info) = start_engine(loaded, &args.gen)?;
@@ -683,7 +688,10 @@ fn run_math(args: MathArgs) -> Result<()> {
     set_threads(args.common.threads)?;
     let problems = math::load_problems(&args.data)?;
     let data = data_info(&args.data)?;
-    let loaded = load(&args.common, args.gen.ctx)?;
+    let loaded = load(
+        &args.common,
+        crate::load::Ctx::or_default(args.gen.ctx, 2048),
+    )?;
     let chat = chat_wanted(args.gen.format, &loaded.source)?;
     let stop_tokens = default_stop_tokens(&loaded.tokenizer, &loaded.model.config().eos_token_ids);
     let (engine, tokenizer, source, info) = start_engine(loaded, &args.gen)?;

@@ -40,15 +40,20 @@ pub struct SamplingArgs {
     /// Random seed (same seed, same output).
     #[arg(long)]
     seed: Option<u64>,
-    /// Context length (prompt + reply), at most the model's.
-    #[arg(long, default_value_t = 4096)]
-    ctx: usize,
+    /// Context length (prompt + reply) [default: 4096, or the model's trained context if
+    /// shorter]; past the model's trained context is refused.
+    #[arg(long)]
+    ctx: Option<usize>,
     /// Stop when this text is generated (may be repeated).
     #[arg(long = "stop")]
     stop: Vec<String>,
 }
 
 impl SamplingArgs {
+    fn ctx(&self) -> crate::load::Ctx {
+        crate::load::Ctx::or_default(self.ctx, 4096)
+    }
+
     fn params(&self) -> SamplingParams {
         SamplingParams {
             temperature: self.temperature,
@@ -121,11 +126,15 @@ struct Loaded {
     stop_tokens: Vec<u32>,
 }
 
-fn load(path: &std::path::Path, ctx: usize, weights: &crate::load::WeightArgs) -> Result<Loaded> {
+fn load(
+    path: &std::path::Path,
+    ctx: crate::load::Ctx,
+    weights: &crate::load::WeightArgs,
+) -> Result<Loaded> {
     let source = source::detect_model(path)?;
     let tokenizer = source.load_tokenizer()?;
-    if ctx < 2 {
-        bail!("--ctx must be at least 2, got {ctx}");
+    if ctx.tokens < 2 {
+        bail!("--ctx must be at least 2, got {}", ctx.tokens);
     }
     let model = crate::load::load_model(&source, Some(ctx), weights)?;
     let stop_tokens = default_stop_tokens(&tokenizer, &model.config().eos_token_ids);
@@ -209,7 +218,7 @@ fn chat_prompt(loaded: &Loaded, messages: &[Message]) -> Result<Vec<u32>> {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let loaded = load(&args.model, args.sampling.ctx, &args.weights)?;
+    let loaded = load(&args.model, args.sampling.ctx(), &args.weights)?;
     let chat = !args.raw && loaded.source.is_instruct()?;
     let prompt = if let Some(file) = &args.messages {
         if args.raw {
@@ -245,7 +254,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         );
         ids
     };
-    let mut session = Session::new(&loaded.model, args.sampling.ctx)?;
+    let mut session = Session::new(&loaded.model, args.sampling.ctx().on(&loaded.model))?;
     let g = stream(
         &loaded,
         &mut session,
@@ -279,7 +288,7 @@ const CHAT_COMMANDS: &str = "commands: /reset clears the conversation, /exit (or
      message that begins with /";
 
 pub fn chat(args: ChatArgs) -> Result<()> {
-    let loaded = load(&args.model, args.sampling.ctx, &args.weights)?;
+    let loaded = load(&args.model, args.sampling.ctx(), &args.weights)?;
     let cancel = Arc::new(AtomicBool::new(false));
     // Ctrl-C stops a reply; at the prompt it starts a new prompt line (the terminal already
     // dropped what was typed), and a second one in a row quits.
@@ -301,7 +310,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         .context("installing the Ctrl-C handler")?;
     }
     // One KV cache for the whole conversation: each turn only prefills what is new.
-    let mut session = Session::new(&loaded.model, args.sampling.ctx)?;
+    let mut session = Session::new(&loaded.model, args.sampling.ctx().on(&loaded.model))?;
     let mut history: Vec<Message> = Vec::new();
     if let Some(system) = &args.system {
         history.push(Message::system(system.clone()));

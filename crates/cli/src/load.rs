@@ -174,9 +174,43 @@ impl WeightArgs {
     }
 }
 
-/// Loads the model at `source`, supporting contexts up to `ctx` positions, as `weights` says
+/// A context length asked for on the command line (`explicit`) or a command's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ctx {
+    pub tokens: usize,
+    pub explicit: bool,
+}
+
+impl Ctx {
+    /// A length the user asked for: past the model's trained context it is refused.
+    pub fn given(tokens: usize) -> Ctx {
+        Ctx {
+            tokens,
+            explicit: true,
+        }
+    }
+
+    /// `--ctx` if given, else `default`, which is cut to the model's trained context.
+    pub fn or_default(arg: Option<usize>, default: usize) -> Ctx {
+        match arg {
+            Some(tokens) => Ctx::given(tokens),
+            None => Ctx {
+                tokens: default,
+                explicit: false,
+            },
+        }
+    }
+
+    /// The context to run with on `model` (a default cut to what the model supports).
+    pub fn on(self, model: &Model) -> usize {
+        self.tokens.min(model.max_seq_len())
+    }
+}
+
+/// Loads the model at `source`, supporting contexts up to `ctx` positions (an explicit `ctx` past
+/// the model's trained context is refused before anything is allocated), as `weights` says
 /// (quantized weights kept or dequantized, see `WeightMode`; file mapped or read).
-pub fn load_model(source: &Source, ctx: Option<usize>, weights: &WeightArgs) -> Result<Model> {
+pub fn load_model(source: &Source, ctx: Option<Ctx>, weights: &WeightArgs) -> Result<Model> {
     let start = Instant::now();
     let bar = ProgressBar::hidden();
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
@@ -204,7 +238,8 @@ pub fn load_model(source: &Source, ctx: Option<usize>, weights: &WeightArgs) -> 
     bar.enable_steady_tick(std::time::Duration::from_millis(250));
     let progress_bar = bar.clone();
     let opts = LoadOptions {
-        max_seq_len: ctx,
+        max_seq_len: ctx.map(|c| c.tokens),
+        clamp_max_seq_len: ctx.is_some_and(|c| !c.explicit),
         progress: Some(Box::new(move |done, total| {
             if done <= 1 {
                 progress_bar.set_message(name.clone());

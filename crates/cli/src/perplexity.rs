@@ -76,12 +76,13 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
         .as_deref()
         .context("--file is required unless --kl-divergence-base is given")?;
     let text = read_text(file)?;
-    let ctx = args.ctx.unwrap_or(512);
-    if ctx < 2 {
-        bail!("--ctx must be at least 2, got {ctx}");
+    let want = crate::load::Ctx::or_default(args.ctx, 512);
+    if want.tokens < 2 {
+        bail!("--ctx must be at least 2, got {}", want.tokens);
     }
     let tokenizer = source.load_tokenizer()?;
-    let model = crate::load::load_model(&source, Some(ctx), &args.weights)?;
+    let model = crate::load::load_model(&source, Some(want), &args.weights)?;
+    let ctx = want.on(&model);
     let tokens = perplexity_tokens(&tokenizer, &text);
     if let Some(out) = &args.save_logits {
         let bos = tokenizer.add_bos().then(|| tokenizer.bos_id()).flatten();
@@ -199,7 +200,11 @@ fn run_kl(args: &PerplexityArgs, source: &Source, base: &Path) -> Result<()> {
         );
     }
     let tokenizer = source.load_tokenizer()?;
-    let model = crate::load::load_model(source, Some(header.n_ctx), &args.weights)?;
+    let model = crate::load::load_model(
+        source,
+        Some(crate::load::Ctx::given(header.n_ctx)),
+        &args.weights,
+    )?;
     let vocab = model.config().vocab_size;
     if vocab != header.n_vocab {
         bail!(

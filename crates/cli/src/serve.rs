@@ -29,9 +29,10 @@ pub struct ServeArgs {
     /// Sequences served at once (continuous batching slots).
     #[arg(long, default_value_t = 4)]
     parallel: usize,
-    /// Context per slot in tokens (prompt + completion of one request; clamped to the model's).
-    #[arg(long, default_value_t = 4096)]
-    ctx: usize,
+    /// Context per slot in tokens, prompt + completion of one request [default: 4096, or the
+    /// model's trained context if shorter]; past the model's trained context is refused.
+    #[arg(long)]
+    ctx: Option<usize>,
     /// API key clients must send as `Authorization: Bearer KEY` (default: $LLAMA31_API_KEY; none
     /// if unset).
     #[arg(long)]
@@ -59,6 +60,12 @@ pub struct ServeArgs {
     weights: crate::load::WeightArgs,
 }
 
+impl ServeArgs {
+    fn ctx_arg(&self) -> crate::load::Ctx {
+        crate::load::Ctx::or_default(self.ctx, 4096)
+    }
+}
+
 pub fn run(args: ServeArgs) -> Result<()> {
     if args.parallel == 0 || args.parallel > 256 {
         bail!(
@@ -66,8 +73,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             args.parallel
         );
     }
-    if args.ctx < 2 {
-        bail!("--ctx must be at least 2, got {}", args.ctx);
+    let ctx = crate::load::Ctx::or_default(args.ctx, 4096);
+    if ctx.tokens < 2 {
+        bail!("--ctx must be at least 2, got {}", ctx.tokens);
     }
     let api_key = args
         .api_key
@@ -205,7 +213,11 @@ fn load(source: &Source, args: &ServeArgs) -> Result<(Backend, Vec<(String, Serv
     if weights.merge_lora() && !named.is_empty() {
         bail!("--merge-lora merges the unnamed --lora adapters; served adapters (NAME=PATH) stay unmerged: pass them without --merge-lora");
     }
-    let model = Arc::new(crate::load::load_model(source, Some(args.ctx), &weights)?);
+    let model = Arc::new(crate::load::load_model(
+        source,
+        Some(args.ctx_arg()),
+        &weights,
+    )?);
     let stop_tokens = default_stop_tokens(&tokenizer, &model.config().eos_token_ids);
     let vocab = model.config().vocab_size;
     let lora_model = Arc::clone(&model);
@@ -231,12 +243,13 @@ fn load(source: &Source, args: &ServeArgs) -> Result<(Backend, Vec<(String, Serv
             },
         ));
     }
+    let slot_ctx = args.ctx_arg().on(&model);
     let engine = Engine::start(
         model,
         Arc::clone(&tokenizer),
         EngineConfig {
             slots: args.parallel,
-            ctx: args.ctx,
+            ctx: slot_ctx,
             max_queue: args.max_queue,
             step_tokens: args.step_tokens,
         },

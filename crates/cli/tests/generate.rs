@@ -345,3 +345,42 @@ fn bench_reports_prefill_and_decode_speed() {
     );
     assert!(err.contains("--reps"), "{err}");
 }
+
+/// A context past the model's trained length is refused at once (it used to build a RoPE table
+/// and a KV cache for 200 million positions); the default context is cut to the model's.
+#[test]
+fn ctx_past_the_trained_length_is_refused() {
+    let m = fixture("tiny/hf-untied");
+    let m = m.to_str().unwrap();
+    let start = std::time::Instant::now();
+    let e = llama31_err(
+        &[
+            "run",
+            "--model",
+            m,
+            "--prompt",
+            "hi",
+            "--raw",
+            "--ctx",
+            "200000000",
+            "-n",
+            "1",
+        ],
+        b"",
+    );
+    assert!(e.contains("200000000") && e.contains("131072"), "{e}");
+    assert!(start.elapsed().as_secs() < 30);
+    let e = llama31_err(
+        &[
+            "perplexity",
+            "--model",
+            m,
+            "--file",
+            golden("forward/text_short.txt").to_str().unwrap(),
+            "--ctx",
+            "131073",
+        ],
+        b"",
+    );
+    assert!(e.contains("131073"), "{e}");
+}

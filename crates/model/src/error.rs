@@ -34,6 +34,11 @@ pub enum ModelError {
     /// A position beyond the KV cache or the RoPE table.
     #[error("positions up to {end} exceed the maximum sequence length {max}")]
     Context { end: usize, max: usize },
+    /// A context longer than the one the model was trained for.
+    #[error(
+        "a context of {requested} tokens is past the {trained} tokens this model was trained for"
+    )]
+    ContextTooLong { requested: usize, trained: usize },
     /// A KV cache made for another model shape.
     #[error("KV cache does not match the model: {0}")]
     Cache(String),

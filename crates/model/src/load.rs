@@ -52,8 +52,12 @@ pub struct LoadOptions {
     /// The precision of the activations multiplied with weights kept quantized.
     pub activations: Activations,
     /// Longest sequence to support (size of the RoPE table). `None`: the checkpoint's
-    /// `max_seq_len`.
+    /// `max_seq_len`. Longer than the checkpoint's is an error ([`ModelError::ContextTooLong`])
+    /// unless `clamp_max_seq_len`.
     pub max_seq_len: Option<usize>,
+    /// Take a `max_seq_len` past the checkpoint's as the checkpoint's (for defaults that were
+    /// not asked for) instead of refusing it.
+    pub clamp_max_seq_len: bool,
     /// Called after each tensor is loaded.
     pub progress: Option<ProgressFn>,
     /// Map the weight files or read them into memory. Under the default
@@ -67,6 +71,7 @@ impl std::fmt::Debug for LoadOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadOptions")
             .field("max_seq_len", &self.max_seq_len)
+            .field("clamp_max_seq_len", &self.clamp_max_seq_len)
             .field("progress", &self.progress.is_some())
             .field("file_loading", &self.file_loading)
             .field("weights", &self.weights)
@@ -231,7 +236,18 @@ impl Model {
             layout,
             ..
         } = Checkpoint::describe(source, file)?;
-        let max_seq = opts.max_seq_len.unwrap_or(cfg.max_seq_len).max(1);
+        let trained = cfg.max_seq_len;
+        let max_seq = match opts.max_seq_len {
+            Some(req) if req > trained && !opts.clamp_max_seq_len => {
+                return Err(ModelError::ContextTooLong {
+                    requested: req,
+                    trained,
+                })
+            }
+            Some(req) => req.min(trained),
+            None => trained,
+        }
+        .max(1);
         tracing::info!(
             path = %path.display(),
             ?scheme,

@@ -40,3 +40,41 @@ fn formats_agree() {
         assert!(max < 1e-3, "{name}: {max}");
     }
 }
+
+/// `LoadOptions::max_seq_len` past the trained context: refused, or cut to it with
+/// `clamp_max_seq_len`.
+#[test]
+fn max_seq_len_past_the_trained_context() {
+    use llama31_model::{LoadOptions, Model, ModelError};
+    let Some(path) = common::tiny("hf-untied") else {
+        return;
+    };
+    let e = Model::load(
+        &path,
+        LoadOptions {
+            max_seq_len: Some(200_000_000),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ModelError::ContextTooLong {
+                requested: 200_000_000,
+                trained: 131_072
+            }
+        ),
+        "{e}"
+    );
+    let m = Model::load(
+        &path,
+        LoadOptions {
+            max_seq_len: Some(200_000),
+            clamp_max_seq_len: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(m.max_seq_len(), 131_072);
+}

@@ -187,10 +187,16 @@ fn probes_and_draining() {
     let addr = common::serve(std::sync::Arc::clone(&state));
     assert_eq!(get(addr, "/live").status, 200);
     let r = get(addr, "/ready");
-    assert_eq!((r.status, r.json()["status"].clone()), (503, json!("loading")));
+    assert_eq!(
+        (r.status, r.json()["status"].clone()),
+        (503, json!("loading"))
+    );
     state.start_draining();
     let r = get(addr, "/ready");
-    assert_eq!((r.status, r.json()["status"].clone()), (503, json!("draining")));
+    assert_eq!(
+        (r.status, r.json()["status"].clone()),
+        (503, json!("draining"))
+    );
     let r = post(
         addr,
         "/v1/completions",
