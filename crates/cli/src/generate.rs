@@ -10,8 +10,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use llama31_chat::{Message, PromptOptions};
 use llama31_engine::{
-    default_stop_tokens, generate_in_session, FinishReason, Generation, Request, SamplingParams,
-    Session,
+    default_stop_tokens, generate_in_session, FinishReason, Generation, PromptLookup, Request,
+    SamplingParams, Session, Speculation,
 };
 use llama31_model::Model;
 use llama31_tokenizer::Tokenizer;
@@ -47,11 +47,35 @@ pub struct SamplingArgs {
     /// Stop when this text is generated (may be repeated).
     #[arg(long = "stop")]
     stop: Vec<String>,
+    /// Speculative decoding by prompt lookup: guess the next tokens by matching the last N
+    /// tokens against the prompt and the reply so far, and check the guesses in one forward pass.
+    /// The output is the same token for token; it is faster where the reply repeats its input.
+    #[arg(long, value_name = "N")]
+    lookup_ngram: Option<usize>,
+    /// Most guesses checked per forward pass (adapts: grows while guesses are taken, shrinks
+    /// and pauses while they are not).
+    #[arg(long, value_name = "K", default_value_t = 8, requires = "lookup_ngram")]
+    draft_max: usize,
 }
 
 impl SamplingArgs {
     fn ctx(&self) -> crate::load::Ctx {
         crate::load::Ctx::or_default(self.ctx, 4096)
+    }
+
+    /// A session for `model`, speculating if asked to.
+    fn session(&self, model: &Model) -> Result<Session<Model>> {
+        let mut session = Session::new(model, self.ctx().on(model))?;
+        if let Some(n) = self.lookup_ngram {
+            if n == 0 || self.draft_max == 0 {
+                bail!("--lookup-ngram and --draft-max must be at least 1");
+            }
+            session.speculate(Speculation::new(
+                Box::new(PromptLookup::new(n)),
+                self.draft_max,
+            ));
+        }
+        Ok(session)
     }
 
     fn params(&self) -> SamplingParams {
@@ -192,12 +216,24 @@ fn stream(
 }
 
 fn report(g: &Generation) {
+    // Tokens after the first (which comes from the prompt's pass) per second of decoding.
+    let secs = g.timings.decode.as_secs_f64();
+    let rate = if secs > 0.0 {
+        g.usage.completion_tokens.saturating_sub(1) as f64 / secs
+    } else {
+        0.0
+    };
+    let spec = g.speculation.map_or(String::new(), |s| {
+        format!(
+            ", {} forward passes, {} of {} guesses taken",
+            g.timings.decode_tokens, s.accepted, s.drafted
+        )
+    });
     eprintln!(
-        "[{} prompt tokens at {:.1} tok/s, {} generated at {:.1} tok/s, {}]",
+        "[{} prompt tokens at {:.1} tok/s, {} generated at {rate:.1} tok/s, {}{spec}]",
         g.usage.prompt_tokens,
         g.timings.prefill_tok_per_s(),
         g.usage.completion_tokens,
-        g.timings.decode_tok_per_s(),
         match g.finish_reason {
             FinishReason::Cancelled => "cancelled",
             ref other => other.as_openai_str(),
@@ -254,7 +290,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         );
         ids
     };
-    let mut session = Session::new(&loaded.model, args.sampling.ctx().on(&loaded.model))?;
+    let mut session = args.sampling.session(&loaded.model)?;
     let g = stream(
         &loaded,
         &mut session,
@@ -276,6 +312,11 @@ pub fn run(args: RunArgs) -> Result<()> {
                 "completion_tokens": g.usage.completion_tokens,
             },
             "seed": g.seed,
+            "speculation": g.speculation.map(|s| serde_json::json!({
+                "passes": g.timings.decode_tokens,
+                "drafted": s.drafted,
+                "accepted": s.accepted,
+            })),
         });
         println!("{out}");
     }
@@ -310,7 +351,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         .context("installing the Ctrl-C handler")?;
     }
     // One KV cache for the whole conversation: each turn only prefills what is new.
-    let mut session = Session::new(&loaded.model, args.sampling.ctx().on(&loaded.model))?;
+    let mut session = args.sampling.session(&loaded.model)?;
     let mut history: Vec<Message> = Vec::new();
     if let Some(system) = &args.system {
         history.push(Message::system(system.clone()));

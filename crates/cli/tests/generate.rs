@@ -384,3 +384,36 @@ fn ctx_past_the_trained_length_is_refused() {
     );
     assert!(e.contains("131073"), "{e}");
 }
+
+/// `run --lookup-ngram`: the same tokens as without, fewer forward passes when the reply copies
+/// its prompt.
+#[test]
+fn prompt_lookup_changes_passes_not_tokens() {
+    let m = fixture("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let prompt = "Copy this Python code exactly, with no comment:\n\ndef fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n";
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "run",
+            "--model",
+            m.to_str().unwrap(),
+            "--prompt",
+            prompt,
+            "--temp",
+            "0",
+            "-n",
+            "48",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = llama31_ok(&args, b"");
+        serde_json::from_str(out.trim().lines().last().unwrap()).unwrap()
+    };
+    let plain = run(&[]);
+    let spec = run(&["--lookup-ngram", "3", "--draft-max", "6"]);
+    assert_eq!(plain["tokens"], spec["tokens"]);
+    assert!(plain["speculation"].is_null());
+    let accepted = spec["speculation"]["accepted"].as_u64().unwrap();
+    let passes = spec["speculation"]["passes"].as_u64().unwrap();
+    assert!(accepted > 5, "{spec}");
+    assert!(passes + accepted <= 48, "{spec}");
+}

@@ -9,6 +9,7 @@ use crate::error::EngineError;
 use crate::language_model::{Detokenizer, LanguageModel, LogitsMode};
 use crate::request::{FinishReason, Request, Usage};
 use crate::sequence::Sequence;
+use crate::speculate::{SpecStats, Speculation};
 
 /// Wall-clock timings of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -20,7 +21,7 @@ pub struct Timings {
     /// Time from the end of prefill to the end of generation (sampling, single-token forward
     /// passes, detokenization and the streaming callback).
     pub decode: Duration,
-    /// Single-token forward passes run during decode.
+    /// Forward passes run during decode (one token each, or a token and its speculative guesses).
     pub decode_tokens: usize,
 }
 
@@ -60,6 +61,8 @@ pub struct Generation {
     pub timings: Timings,
     /// The sampler's seed (the requested one, or the one drawn from entropy).
     pub seed: u64,
+    /// What speculative decoding did (`None` without it).
+    pub speculation: Option<SpecStats>,
 }
 
 /// A model session (KV cache) that outlives one request, remembering which tokens it holds, so
@@ -71,6 +74,9 @@ pub struct Session<M: LanguageModel + ?Sized> {
     logits: Vec<f32>,
     capacity: usize,
     cached: Vec<u32>,
+    /// Speculative decoding, if enabled ([`Session::speculate`]).
+    speculation: Option<Speculation>,
+    draft: Vec<u32>,
 }
 
 impl<M: LanguageModel + ?Sized> Session<M> {
@@ -83,7 +89,14 @@ impl<M: LanguageModel + ?Sized> Session<M> {
             logits: Vec::new(),
             capacity,
             cached: Vec::new(),
+            speculation: None,
+            draft: Vec::new(),
         })
+    }
+
+    /// Decodes speculatively from now on (the output does not change, see [`crate::speculate`]).
+    pub fn speculate(&mut self, speculation: Speculation) {
+        self.speculation = Some(speculation);
     }
 
     /// Positions this session can hold.
@@ -151,7 +164,11 @@ where
         usage: seq.usage(),
         timings: Timings::default(),
         seed: seq.seed(),
+        speculation: None,
     };
+    if let Some(sp) = session.speculation.as_mut() {
+        sp.reset_stats();
+    }
     if seq.is_finished() {
         return Ok(out);
     }
@@ -172,35 +189,77 @@ where
     );
     let t1 = Instant::now();
 
-    let finish = loop {
-        let step = seq.accept_logits(&session.logits, detokenizer)?;
-        if let Some(token) = step.token {
-            out.tokens.push(token.id);
-            if !token.text.is_empty() {
-                out.text.push_str(&token.text);
-                let stop = on_text(&token.text).is_break();
-                // A stop string ends generation anyway; then the callback's answer does not
-                // matter.
-                if stop && !matches!(step.finish, Some(FinishReason::StopString { .. })) {
-                    seq.cancel();
-                    break FinishReason::Cancelled;
+    let vocab = model.vocab_size();
+    let first = seq.accept_logits(&session.logits, detokenizer)?;
+    let finish = match emit(&mut out, &mut seq, first, on_text) {
+        Some(finish) => finish,
+        None => 'gen: loop {
+            // The pending token, with guesses after it when there are any.
+            let drafted = draft(session, &seq, context);
+            if drafted == 0 {
+                run(model, session, &mut seq, 1)?;
+                out.timings.decode_tokens += 1;
+                let step = seq.accept_logits(&session.logits, detokenizer)?;
+                if let Some(finish) = emit(&mut out, &mut seq, step, on_text) {
+                    break finish;
                 }
+                continue;
             }
-        }
-        if let Some(finish) = step.finish {
-            if !step.tail.is_empty() {
-                out.text.push_str(&step.tail);
-                // Generation ends anyway; the callback's answer does not matter.
-                let _ = on_text(&step.tail);
+            let mut tokens = Vec::with_capacity(drafted + 1);
+            tokens.extend_from_slice(seq.input(1));
+            tokens.extend_from_slice(&session.draft);
+            model.forward_one(
+                &mut session.cache,
+                &tokens,
+                session.cached.len(),
+                LogitsMode::All,
+                &mut session.scratch,
+                &mut session.logits,
+            )?;
+            out.timings.decode_tokens += 1;
+            session.cached.push(tokens[0]);
+            seq.advance(1);
+            // Row i holds the logits after tokens[..=i]: the sequence steps on it as plain
+            // decoding would, and goes on while the token it takes is the guess run next.
+            let mut accepted = 0;
+            let mut row = 0;
+            let finish = loop {
+                let logits = session.logits.get(row * vocab..(row + 1) * vocab).ok_or(
+                    EngineError::LogitsShape {
+                        expected: (drafted + 1) * vocab,
+                        got: session.logits.len(),
+                    },
+                )?;
+                let step = seq.accept_logits(logits, detokenizer)?;
+                let taken = step.token.as_ref().map(|t| t.id);
+                if let Some(finish) = emit(&mut out, &mut seq, step, on_text) {
+                    break Some(finish);
+                }
+                match (taken, session.draft.get(row)) {
+                    (Some(t), Some(&guess)) if t == guess => {
+                        // Already run: its keys and values are in the cache.
+                        session.cached.push(guess);
+                        seq.advance(1);
+                        accepted += 1;
+                        row += 1;
+                    }
+                    _ => break None,
+                }
+            };
+            if let Some(sp) = session.speculation.as_mut() {
+                sp.record(drafted, accepted);
             }
-            break finish;
-        }
-        run(model, session, &mut seq, 1)?;
-        out.timings.decode_tokens += 1;
+            if let Some(finish) = finish {
+                break 'gen finish;
+            }
+            // The token just taken is pending; the positions of rejected guesses are
+            // overwritten by the next pass.
+        },
     };
 
     out.finish_reason = finish;
     out.usage = seq.usage();
+    out.speculation = session.speculation.as_ref().map(Speculation::stats);
     out.timings.decode = t1.elapsed();
     tracing::debug!(
         completion_tokens = out.usage.completion_tokens,
@@ -209,6 +268,62 @@ where
         "generation done"
     );
     Ok(out)
+}
+
+/// Reports one step's token and end to `out` and `on_text`; returns why generation ended, if it
+/// did (a `Break` from `on_text` cancels it).
+fn emit(
+    out: &mut Generation,
+    seq: &mut Sequence,
+    step: crate::sequence::Step,
+    on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+) -> Option<FinishReason> {
+    if let Some(token) = step.token {
+        out.tokens.push(token.id);
+        if !token.text.is_empty() {
+            out.text.push_str(&token.text);
+            let stop = on_text(&token.text).is_break();
+            // A stop string ends generation anyway; then the callback's answer does not matter.
+            if stop && !matches!(step.finish, Some(FinishReason::StopString { .. })) {
+                seq.cancel();
+                return Some(FinishReason::Cancelled);
+            }
+        }
+    }
+    if let Some(finish) = step.finish {
+        if !step.tail.is_empty() {
+            out.text.push_str(&step.tail);
+            // Generation ends anyway; the callback's answer does not matter.
+            let _ = on_text(&step.tail);
+        }
+        return Some(finish);
+    }
+    None
+}
+
+/// Guesses to run after the pending token (into `session.draft`): none without speculation, and
+/// never more than the context, the token budget and the pending token leave room for.
+fn draft<M: LanguageModel + ?Sized>(
+    session: &mut Session<M>,
+    seq: &Sequence,
+    context: usize,
+) -> usize {
+    let Some(sp) = session.speculation.as_mut() else {
+        return 0;
+    };
+    let budget = seq
+        .max_tokens()
+        .saturating_sub(seq.usage().completion_tokens);
+    let room = context
+        .saturating_sub(session.cached.len() + 1)
+        .min(budget.saturating_sub(1));
+    let pending = seq.input(1);
+    session.cached.extend_from_slice(pending);
+    sp.draft(&session.cached, room, &mut session.draft);
+    session
+        .cached
+        .truncate(session.cached.len() - pending.len());
+    session.draft.len()
 }
 
 /// Runs the next `n` input tokens of `seq` (appended to the session's cache) and leaves the

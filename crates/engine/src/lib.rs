@@ -20,6 +20,7 @@ pub mod request;
 pub mod rng;
 pub mod sampler;
 pub mod sequence;
+pub mod speculate;
 pub mod stop;
 
 #[cfg(test)]
@@ -44,4 +45,5 @@ pub use request::{
 };
 pub use sampler::{greedy, Sampler, SamplingParams};
 pub use sequence::{Sequence, Step, TokenOut};
+pub use speculate::{Drafter, PromptLookup, SpecStats, Speculation};
 pub use stop::{StopStrings, TextOut, Utf8Stream};
