@@ -196,11 +196,16 @@ where
         None => 'gen: loop {
             // The pending token, with guesses after it when there are any.
             let drafted = draft(session, &seq, context);
+            let pass = Instant::now();
             if drafted == 0 {
                 run(model, session, &mut seq, 1)?;
                 out.timings.decode_tokens += 1;
                 let step = seq.accept_logits(&session.logits, detokenizer)?;
-                if let Some(finish) = emit(&mut out, &mut seq, step, on_text) {
+                let finish = emit(&mut out, &mut seq, step, on_text);
+                if let Some(sp) = session.speculation.as_mut() {
+                    sp.record_plain(pass.elapsed().as_secs_f64());
+                }
+                if let Some(finish) = finish {
                     break finish;
                 }
                 continue;
@@ -247,7 +252,7 @@ where
                 }
             };
             if let Some(sp) = session.speculation.as_mut() {
-                sp.record(drafted, accepted);
+                sp.record(drafted, accepted, pass.elapsed().as_secs_f64());
             }
             if let Some(finish) = finish {
                 break 'gen finish;

@@ -59,7 +59,9 @@ impl Drafter for PromptLookup {
 /// How many guesses to run per pass: starts at `max`, doubles (up to `max`) after a pass whose
 /// guesses were all taken, halves after a pass that took fewer than half; after passes that took
 /// none it stops drafting for a while (8 tokens, doubling up to 64), so that a drafter that never
-/// guesses right costs almost nothing.
+/// guesses right costs almost nothing. It also times itself: when passes with guesses have cost
+/// more per token they produced than passes without (running averages), drafting pauses the same
+/// way — on hardware where a pass over several tokens is expensive, speculation steps aside.
 #[derive(Debug)]
 pub struct Speculation {
     drafter: Box<dyn Drafter>,
@@ -67,7 +69,20 @@ pub struct Speculation {
     k: usize,
     pause: usize,
     pause_len: usize,
+    /// Running averages of seconds per produced token: passes with guesses, plain passes.
+    spec_cost: Option<f64>,
+    plain_cost: Option<f64>,
     stats: SpecStats,
+}
+
+/// Weight of the newest sample in the running cost averages.
+const COST_ALPHA: f64 = 0.2;
+
+fn ewma(avg: &mut Option<f64>, x: f64) {
+    *avg = Some(match *avg {
+        Some(a) => a + COST_ALPHA * (x - a),
+        None => x,
+    });
 }
 
 /// What speculation did during one generation.
@@ -108,8 +123,20 @@ impl Speculation {
             k: max,
             pause: 0,
             pause_len: 8,
+            spec_cost: None,
+            plain_cost: None,
             stats: SpecStats::default(),
         }
+    }
+
+    /// Records a pass without guesses that took `secs`.
+    pub(crate) fn record_plain(&mut self, secs: f64) {
+        ewma(&mut self.plain_cost, secs);
+    }
+
+    fn pause_drafting(&mut self) {
+        self.pause = self.pause_len;
+        self.pause_len = (self.pause_len * 2).min(64);
     }
 
     /// Guesses for the next pass (at most `room`), into `out` (cleared first).
@@ -123,22 +150,27 @@ impl Speculation {
         out.truncate(self.k.min(room));
     }
 
-    /// Records a pass that ran `drafted` guesses of which `accepted` were taken.
-    pub(crate) fn record(&mut self, drafted: usize, accepted: usize) {
+    /// Records a pass that ran `drafted` guesses of which `accepted` were taken, in `secs`.
+    pub(crate) fn record(&mut self, drafted: usize, accepted: usize, secs: f64) {
         self.stats.passes += 1;
         self.stats.drafted += drafted;
         self.stats.accepted += accepted;
+        ewma(&mut self.spec_cost, secs / (accepted + 1) as f64);
         if accepted == drafted {
             self.k = (self.k * 2).min(self.max);
-            self.pause_len = 8;
         } else if accepted == 0 {
             self.k = (self.k / 2).max(1);
             if self.k == 1 {
-                self.pause = self.pause_len;
-                self.pause_len = (self.pause_len * 2).min(64);
+                self.pause_drafting();
+                return;
             }
         } else if accepted * 2 < drafted {
             self.k = (self.k / 2).max(1);
+        }
+        match (self.spec_cost, self.plain_cost) {
+            (Some(spec), Some(plain)) if spec > plain => self.pause_drafting(),
+            _ if accepted == drafted => self.pause_len = 8,
+            _ => {}
         }
     }
 
@@ -179,13 +211,13 @@ mod tests {
     #[test]
     fn k_adapts_and_pauses() {
         let mut s = Speculation::new(Box::new(PromptLookup::new(1)), 8);
-        s.record(8, 8);
+        s.record(8, 8, 0.0);
         assert_eq!(s.k, 8);
-        s.record(8, 3);
+        s.record(8, 3, 0.0);
         assert_eq!(s.k, 4);
-        s.record(4, 0);
+        s.record(4, 0, 0.0);
         assert_eq!(s.k, 2);
-        s.record(2, 0);
+        s.record(2, 0, 0.0);
         assert_eq!((s.k, s.pause), (1, 8));
         let mut out = Vec::new();
         for _ in 0..8 {
@@ -196,5 +228,19 @@ mod tests {
         assert_eq!(out, [1]);
         assert_eq!(s.stats().drafted, 22);
         assert_eq!(s.stats().accepted, 11);
+    }
+
+    /// Passes with guesses that cost more per token than plain passes pause drafting even when
+    /// guesses are taken; cheaper ones keep it going.
+    #[test]
+    fn steps_aside_when_guessing_costs_more() {
+        let mut s = Speculation::new(Box::new(PromptLookup::new(1)), 4);
+        s.record_plain(0.010);
+        s.record(4, 4, 0.030); // 5 tokens in 30 ms: 6 ms each, cheaper than 10
+        assert_eq!(s.pause, 0);
+        let mut s = Speculation::new(Box::new(PromptLookup::new(1)), 4);
+        s.record_plain(0.010);
+        s.record(4, 2, 0.045); // 3 tokens in 45 ms: 15 ms each
+        assert_eq!(s.pause, 8);
     }
 }
