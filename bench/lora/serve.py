@@ -10,18 +10,15 @@ each), alternating ROUNDS times; prints aggregate tokens/s of each and the ratio
 """
 
 import argparse
-import http.client
 import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "server"))
-from load import post_stream  # noqa: E402
+from load import post_stream, start_server  # noqa: E402
 
 
 def burst(port, models, max_tokens):
@@ -58,26 +55,8 @@ def main():
     names = [f"a{i}" for i in range(4)]
     cmd = [args.bin, "serve", "--model", args.model, "--port", "0", "--parallel", "8", "--ctx", "512",
            "--alias", "base"] + [x for n in names for x in ("--lora", f"{n}={args.adapter}")]
-    srv = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    srv, port = start_server(cmd)
     try:
-        port = None
-        for line in srv.stderr:
-            m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                port = int(m.group(1))
-                break
-        if port is None:
-            sys.exit("server did not start")
-        threading.Thread(target=lambda: srv.stderr.read(), daemon=True).start()
-        for _ in range(1200):
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
         burst(port, ["base"] * 2 + names[:2], 8)  # warm up
         base, mixed = [], []
         for _ in range(args.rounds):

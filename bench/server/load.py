@@ -64,6 +64,31 @@ def post_stream(host, port, body, on_first=None, stop_after=None):
     return 200, tokens, ttft, time.perf_counter() - t0
 
 
+def start_server(cmd, wait_s=120):
+    """Starts `llama31 serve ... --port 0` (cmd); returns (process, port) once /health answers 200."""
+    srv = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    port = None
+    for line in srv.stderr:
+        m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        if m:
+            port = int(m.group(1))
+            break
+    if port is None:
+        srv.kill()
+        sys.exit("server did not start")
+    threading.Thread(target=lambda: srv.stderr.read(), daemon=True).start()
+    for _ in range(int(wait_s * 10)):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", "/health")
+            if c.getresponse().status == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return srv, port
+
+
 def metric(host, port, name):
     conn = http.client.HTTPConnection(host, port, timeout=30)
     conn.request("GET", "/metrics")
@@ -130,26 +155,8 @@ def main():
 
     cmd = [args.bin, "serve", "--model", args.model, "--port", "0", "--parallel", str(args.parallel),
            "--ctx", str(args.ctx), "--max-queue", str(args.max_queue), *args.server_args]
-    srv = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    srv, port = start_server(cmd)
     try:
-        port = None
-        for line in srv.stderr:
-            m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                port = int(m.group(1))
-                break
-        if port is None:
-            sys.exit("server did not start")
-        threading.Thread(target=lambda: srv.stderr.read(), daemon=True).start()
-        for _ in range(600):
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
         post_stream("127.0.0.1", port, body(args, 10**6) | {"max_tokens": 8})  # warm up
 
         out = {"parallel": args.parallel, "max_tokens": args.max_tokens}

@@ -267,24 +267,36 @@ pub fn load_model(source: &Source, ctx: Option<Ctx>, weights: &WeightArgs) -> Re
     Ok(model)
 }
 
-/// Reads the `--lora` adapters and applies them to `model`, merged or not.
-pub fn apply_lora(model: &mut Model, weights: &WeightArgs) -> Result<()> {
-    if weights.lora.is_empty() {
-        return Ok(());
-    }
-    let adapters = weights
-        .lora
+/// Reads the adapters of `--lora` specs, in order.
+pub fn load_adapters(specs: &[LoraSpec]) -> Result<Vec<LoraAdapter>> {
+    specs
         .iter()
         .map(|spec| {
             LoraAdapter::load(&spec.path)
                 .with_context(|| format!("loading LoRA adapter {}", spec.path.display()))
         })
-        .collect::<Result<Vec<_>>>()?;
-    let with_scales: Vec<(&LoraAdapter, f32)> = adapters
+        .collect()
+}
+
+/// Each adapter with the scale its spec gives.
+pub fn with_scales<'a>(
+    adapters: &'a [LoraAdapter],
+    specs: &[LoraSpec],
+) -> Vec<(&'a LoraAdapter, f32)> {
+    adapters
         .iter()
-        .zip(&weights.lora)
+        .zip(specs)
         .map(|(a, spec)| (a, spec.scale))
-        .collect();
+        .collect()
+}
+
+/// Reads the `--lora` adapters and applies them to `model`, merged or not.
+pub fn apply_lora(model: &mut Model, weights: &WeightArgs) -> Result<()> {
+    if weights.lora.is_empty() {
+        return Ok(());
+    }
+    let adapters = load_adapters(&weights.lora)?;
+    let with_scales = with_scales(&adapters, &weights.lora);
     match weights.merge_lora {
         Some(MergeMode::F32) => model.merge_lora_into(&with_scales, MergeInto::F32)?,
         Some(MergeMode::Stored) => model.merge_lora_into(&with_scales, MergeInto::Stored)?,

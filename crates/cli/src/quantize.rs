@@ -7,7 +7,6 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use llama31_model::LoraAdapter;
 use llama31_quantize::{quantize_merged, FileType, QuantizeOptions};
 
 #[derive(Args)]
@@ -45,19 +44,8 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         .progress_chars("=> "),
     );
     let start = Instant::now();
-    let adapters = args
-        .lora
-        .iter()
-        .map(|spec| {
-            LoraAdapter::load(&spec.path)
-                .with_context(|| format!("loading LoRA adapter {}", spec.path.display()))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let merges: Vec<(&LoraAdapter, f32)> = adapters
-        .iter()
-        .zip(&args.lora)
-        .map(|(a, spec)| (a, spec.scale))
-        .collect();
+    let adapters = crate::load::load_adapters(&args.lora)?;
+    let merges = crate::load::with_scales(&adapters, &args.lora);
     let report = quantize_merged(&args.input, &args.output, &opts, &merges, &mut |p| {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);

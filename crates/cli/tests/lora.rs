@@ -142,29 +142,30 @@ fn merged_files_load_in_llama_cpp_with_our_nll() {
     }
 }
 
+/// `run --json` of 12 greedy tokens after "The capital of France is" on the tiny model.
+fn run_greedy(extra: &[&str]) -> Value {
+    let base = fixture("tiny/hf-untied");
+    let mut args = vec![
+        "run",
+        "--model",
+        base.to_str().unwrap(),
+        "--prompt",
+        "The capital of France is",
+        "--raw",
+        "--temp",
+        "0",
+        "-n",
+        "12",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    serde_json::from_str(llama31_ok(&args, b"").trim().lines().last().unwrap()).unwrap()
+}
+
 #[test]
 fn generation_uses_the_adapter() {
-    let base = fixture("tiny/hf-untied");
     let r8 = golden("lora/peft-r8.gguf");
-    let run = |extra: &[&str]| {
-        let mut args = vec![
-            "run",
-            "--model",
-            base.to_str().unwrap(),
-            "--prompt",
-            "The capital of France is",
-            "--raw",
-            "--temp",
-            "0",
-            "-n",
-            "12",
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        let v: Value =
-            serde_json::from_str(llama31_ok(&args, b"").trim().lines().last().unwrap()).unwrap();
-        v["tokens"].clone()
-    };
+    let run = |extra: &[&str]| run_greedy(extra)["tokens"].clone();
     let plain = run(&[]);
     let adapted = run(&["--lora", r8.to_str().unwrap()]);
     let merged = run(&["--lora", r8.to_str().unwrap(), "--merge-lora"]);
@@ -247,24 +248,6 @@ fn serve_names_adapters() {
     child.kill().ok();
     child.wait().ok();
     let text = served["choices"][0]["text"].as_str().unwrap().to_string();
-    let run = llama31_ok(
-        &[
-            "run",
-            "--model",
-            base.to_str().unwrap(),
-            "--prompt",
-            "The capital of France is",
-            "--raw",
-            "--temp",
-            "0",
-            "-n",
-            "12",
-            "--json",
-            "--lora",
-            r8.to_str().unwrap(),
-        ],
-        b"",
-    );
-    let v: Value = serde_json::from_str(run.trim().lines().last().unwrap()).unwrap();
+    let v = run_greedy(&["--lora", r8.to_str().unwrap()]);
     assert_eq!(v["text"].as_str().unwrap(), text);
 }

@@ -15,6 +15,19 @@ pub enum RopeLayout {
     RotateHalf,
 }
 
+/// The rotate-half row that becomes row `j` of the interleaved layout, in a matrix of `rows`
+/// rows holding `heads` heads (llama.cpp's converter `permute`:
+/// `reshape(heads, 2, rows / heads / 2, …).swapaxes(1, 2)`): how Hugging Face q/k rows map to
+/// GGUF's and Meta's. Identity when `heads` does not divide the rows into pairs.
+pub fn interleaved_source_row(j: usize, rows: usize, heads: usize) -> usize {
+    if heads == 0 || !rows.is_multiple_of(2 * heads) {
+        return j;
+    }
+    let half = rows / heads / 2;
+    let (head, r) = (j / (2 * half), j % (2 * half));
+    head * 2 * half + (r % 2) * half + r / 2
+}
+
 /// Llama 3 frequency scaling parameters (Meta's `apply_scaling`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Llama3Scaling {

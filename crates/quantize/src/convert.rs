@@ -6,6 +6,7 @@ use llama31_formats::DType;
 use llama31_kernels::convert::{decode_into, encode_into, float_size};
 use llama31_kernels::qdot::vec_dot_type;
 use llama31_kernels::quant::dequantize;
+use llama31_kernels::rope::interleaved_source_row;
 use llama31_kernels::KernelError;
 use llama31_model::lora::LoraTerm;
 use rayon::prelude::*;
@@ -15,17 +16,10 @@ use crate::error::{QuantizeError, Result};
 /// Elements converted to f32 at a time (bounds the f32 buffer at 64 MiB).
 const SLAB_ELEMS: usize = 16 * 1024 * 1024;
 
-/// The source row that becomes output row `j`: the converter's `LlamaModel.permute` for HF q/k
-/// (`reshape(heads, 2, rows/heads/2, cols).swapaxes(1, 2)`), identity otherwise.
+/// The source row that becomes output row `j`: HF q/k rows permuted to GGUF's layout
+/// ([`interleaved_source_row`]) when `heads` is given, identity otherwise.
 pub(crate) fn source_row(j: usize, rows: usize, heads: Option<usize>) -> usize {
-    match heads {
-        Some(h) if h > 0 && rows.is_multiple_of(2 * h) => {
-            let half = rows / h / 2;
-            let (head, r) = (j / (2 * half), j % (2 * half));
-            head * 2 * half + (r % 2) * half + r / 2
-        }
-        _ => j,
-    }
+    heads.map_or(j, |h| interleaved_source_row(j, rows, h))
 }
 
 /// Decodes one row's bytes into f32.

@@ -23,7 +23,7 @@ use std::path::Path;
 
 use crate::config::Config;
 use crate::error::{ModelError, Result};
-use llama31_kernels::rope::RopeLayout;
+use llama31_kernels::rope::{interleaved_source_row, RopeLayout};
 
 pub use merge::MergeInto;
 pub(crate) use set::apply;
@@ -210,7 +210,9 @@ impl LoraAdapter {
             if file_name == "adapter_config.json" || file_name == "adapter_model.safetensors" {
                 let dir = path.parent().unwrap_or(Path::new("."));
                 peft::load_dir(dir)?
-            } else if has_gguf_magic(path)? {
+            } else if llama31_formats::ModelSource::detect(path)
+                .is_ok_and(|s| s.kind() == llama31_formats::SourceKind::Gguf)
+            {
                 gguf::load_file(path)?
             } else {
                 return Err(adapter_err(
@@ -273,8 +275,8 @@ impl LoraAdapter {
     }
 }
 
-/// Rows of a `[heads · head_dim, width]` matrix moved from one RoPE pairing to the other: within a
-/// head, rotate-half row `t · head_dim/2 + i` is interleaved row `2i + t` (llama.cpp's `permute`).
+/// Rows of a `[heads · head_dim, width]` matrix moved from one RoPE pairing to the other, as
+/// llama.cpp's converter moves Hugging Face q/k rows ([`interleaved_source_row`]) or back.
 pub(crate) fn permute_rows(
     m: &[f32],
     heads: usize,
@@ -283,36 +285,20 @@ pub(crate) fn permute_rows(
     from: RopeLayout,
     to: RopeLayout,
 ) -> Vec<f32> {
+    let rows = heads * head_dim;
+    let mut out = m.to_vec();
     if from == to {
-        return m.to_vec();
+        return out;
     }
-    let half = head_dim / 2;
-    let mut out = vec![0.0f32; m.len()];
-    for h in 0..heads {
-        for i in 0..half {
-            for t in 0..2 {
-                let half_row = h * head_dim + t * half + i;
-                let inter_row = h * head_dim + 2 * i + t;
-                let (src, dst) = match from {
-                    RopeLayout::RotateHalf => (half_row, inter_row),
-                    RopeLayout::Interleaved => (inter_row, half_row),
-                };
-                out[dst * width..(dst + 1) * width]
-                    .copy_from_slice(&m[src * width..(src + 1) * width]);
-            }
-        }
+    for j in 0..rows {
+        let h = interleaved_source_row(j, rows, heads);
+        let (src, dst) = match from {
+            RopeLayout::RotateHalf => (h, j),
+            RopeLayout::Interleaved => (j, h),
+        };
+        out[dst * width..(dst + 1) * width].copy_from_slice(&m[src * width..(src + 1) * width]);
     }
     out
-}
-
-fn has_gguf_magic(path: &Path) -> Result<bool> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| ModelError::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
-    let mut magic = [0u8; 4];
-    Ok(f.read_exact(&mut magic).is_ok() && &magic == b"GGUF")
 }
 
 /// Checks a term's values and sizes (shared by both readers).
