@@ -303,31 +303,40 @@ def peft_results(tiny: Path, name: str, ids: list[int], gguf_alpha: float | None
 
 # ---------------------------------------------------------------------------------------
 # llama.cpp side (runs under the goldens venv; numpy + llama_cpp only)
-def llamacpp_main(job_file: str, out_file: str) -> None:
+def llamacpp_nll(model: str, lora: str | None, ids: list[int], ctx: int,
+                 text: bytes = b"") -> tuple[list[float], list[int]]:
+    """Per-token NLL of `ids` (chunks of `ctx`, as forward_goldens.py) by llama-cpp-python on `model`
+    (with the GGUF adapter `lora`), and its own tokenization of `text` for comparison."""
     import numpy as np
+    import llama_cpp
+
+    llm = llama_cpp.Llama(model_path=model, lora_path=lora, n_ctx=ctx, n_batch=ctx, n_ubatch=ctx,
+                          logits_all=True, n_threads=2, n_gpu_layers=0, type_k=0, type_v=0,
+                          flash_attn=False, seed=0, verbose=False)
+    toks = llm.tokenize(text, add_bos=True, special=False) if text else []
+    nll: list[float] = []
+    for s in range(0, len(ids), ctx):
+        c = ids[s : s + ctx]
+        if len(c) < 2:
+            continue
+        llm.reset()
+        llm.eval(c)
+        lg = np.array(llm.scores[: len(c) - 1], dtype=np.float64)
+        mx = lg.max(axis=1)
+        lse = mx + np.log(np.exp(lg - mx[:, None]).sum(axis=1))
+        nll.extend((lse - lg[np.arange(len(c) - 1), c[1:]]).tolist())
+    llm.close()
+    return nll, toks
+
+
+def llamacpp_main(job_file: str, out_file: str) -> None:
     import llama_cpp
 
     job = json.loads(Path(job_file).read_text())
     ids, ctx, text = job["ids"], job["ctx"], Path(job["text"]).read_bytes()
 
     def run(model: str, lora: str | None) -> tuple[list[float], list[int]]:
-        llm = llama_cpp.Llama(model_path=model, lora_path=lora, n_ctx=ctx, n_batch=ctx, n_ubatch=ctx,
-                              logits_all=True, n_threads=2, n_gpu_layers=0, type_k=0, type_v=0,
-                              flash_attn=False, seed=0, verbose=False)
-        toks = llm.tokenize(text, add_bos=True, special=False)
-        nll: list[float] = []
-        for s in range(0, len(ids), ctx):
-            c = ids[s : s + ctx]
-            if len(c) < 2:
-                continue
-            llm.reset()
-            llm.eval(c)
-            lg = np.array(llm.scores[: len(c) - 1], dtype=np.float64)
-            mx = lg.max(axis=1)
-            lse = mx + np.log(np.exp(lg - mx[:, None]).sum(axis=1))
-            nll.extend((lse - lg[np.arange(len(c) - 1), c[1:]]).tolist())
-        llm.close()
-        return nll, toks
+        return llamacpp_nll(model, lora, ids, ctx, text)
 
     out: dict = {"llama_cpp": llama_cpp.__version__, "models": {}}
     for key, model in job["models"].items():

@@ -18,11 +18,14 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import llama_cpp
-import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lora_goldens import llamacpp_nll  # noqa: E402
 
 CACHE = Path(os.environ.get("LLAMA31_CACHE", Path.home() / ".cache" / "llama31"))
 REPO = Path(__file__).resolve().parents[2]
@@ -31,22 +34,7 @@ CASES = [("F32", "peft-r8"), ("Q8_0", "peft-r8"), ("F32", "peft-rslora")]
 
 
 def nll(model: Path, ids: list[int], ctx: int) -> list[float]:
-    llm = llama_cpp.Llama(model_path=str(model), n_ctx=ctx, n_batch=ctx, n_ubatch=ctx, logits_all=True,
-                          n_threads=2, n_gpu_layers=0, type_k=0, type_v=0, flash_attn=False, seed=0,
-                          verbose=False)
-    out: list[float] = []
-    for s in range(0, len(ids), ctx):
-        c = ids[s : s + ctx]
-        if len(c) < 2:
-            continue
-        llm.reset()
-        llm.eval(c)
-        lg = np.array(llm.scores[: len(c) - 1], dtype=np.float64)
-        mx = lg.max(axis=1)
-        lse = mx + np.log(np.exp(lg - mx[:, None]).sum(axis=1))
-        out.extend((lse - lg[np.arange(len(c) - 1), c[1:]]).tolist())
-    llm.close()
-    return out
+    return llamacpp_nll(str(model), None, ids, ctx)[0]
 
 
 def main() -> None:
