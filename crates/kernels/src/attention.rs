@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use crate::kv::{KvRows, KvType};
 use crate::matmul::dot_fn;
 use crate::{check_len, mul, KernelError, Result};
 
@@ -18,12 +19,12 @@ pub struct AttentionShape {
 ///
 /// `q` and `out` are `n_tokens × n_heads·head_dim`; `k`, `v` hold at least
 /// `start_pos + n_tokens` rows of `n_kv_heads·head_dim` (the cache, already containing the new
-/// tokens' keys and values).
+/// tokens' keys and values), of the same element type ([`KvType`]), decoded as they are read.
 pub fn attention(
     out: &mut [f32],
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: KvRows<'_>,
+    v: KvRows<'_>,
     n_tokens: usize,
     start_pos: usize,
     shape: AttentionShape,
@@ -45,19 +46,88 @@ pub fn attention(
         .ok_or(KernelError::Overflow("attention ctx"))?;
     check_len("attention q", mul("attention q", n_tokens, q_dim)?, q.len())?;
     check_len("attention out", q.len(), out.len())?;
-    let need = mul("attention kv", ctx, kv_dim)?;
-    if k.len() < need || v.len() < need {
+    let held = k.rows(kv_dim)?.min(v.rows(kv_dim)?);
+    if held < ctx {
         return Err(KernelError::Length {
-            what: "attention kv cache",
-            expected: need,
-            got: k.len().min(v.len()),
+            what: "attention kv cache rows",
+            expected: ctx,
+            got: held,
         });
+    }
+    if k.kv_type() != v.kv_type() {
+        return Err(KernelError::Invalid(format!(
+            "attention: keys of type {} with values of type {}",
+            k.kv_type(),
+            v.kv_type()
+        )));
     }
     let n_rep = n_heads / n_kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
     #[cfg(target_arch = "x86_64")]
-    if hd % 8 == 0 && hd <= crate::attention_tiled::MAX_HEAD_DIM && crate::cpu::cpu().avx2_fma() {
-        tiled(out, q, k, v, n_tokens, start_pos, shape, scale);
+    if hd % 8 == 0
+        && hd <= crate::attention_tiled::MAX_HEAD_DIM
+        && crate::cpu::cpu().avx2_fma_f16c()
+    {
+        use crate::kv::load::{Bf16Rows, F16Rows, F32Rows, Q8Rows};
+        let rb = k.kv_type().row_bytes(kv_dim)?;
+        let call = TileCall {
+            out,
+            q,
+            n_tokens,
+            start_pos,
+            shape,
+            scale,
+        };
+        match (k, v) {
+            (KvRows::F32(k), KvRows::F32(v)) => {
+                let at = |p: &[f32]| F32Rows {
+                    ptr: p.as_ptr(),
+                    stride: kv_dim,
+                };
+                tiled(call, at(k), at(v));
+            }
+            (KvRows::Encoded(ty, k), KvRows::Encoded(_, v)) => match ty {
+                KvType::F16 => tiled(
+                    call,
+                    F16Rows {
+                        ptr: k.as_ptr(),
+                        stride: rb,
+                    },
+                    F16Rows {
+                        ptr: v.as_ptr(),
+                        stride: rb,
+                    },
+                ),
+                KvType::Bf16 => tiled(
+                    call,
+                    Bf16Rows {
+                        ptr: k.as_ptr(),
+                        stride: rb,
+                    },
+                    Bf16Rows {
+                        ptr: v.as_ptr(),
+                        stride: rb,
+                    },
+                ),
+                KvType::Q8_0 => tiled(
+                    call,
+                    Q8Rows {
+                        ptr: k.as_ptr(),
+                        stride: rb,
+                    },
+                    Q8Rows {
+                        ptr: v.as_ptr(),
+                        stride: rb,
+                    },
+                ),
+                KvType::F32 => {
+                    return Err(KernelError::Invalid(
+                        "attention: f32 rows passed as encoded bytes".into(),
+                    ))
+                }
+            },
+            _ => unreachable!("types compared above"),
+        }
         return Ok(());
     }
     let dotf = dot_fn();
@@ -74,9 +144,10 @@ pub fn attention(
             let mut sc = sc.borrow_mut();
             sc.clear();
             let mut m = f32::NEG_INFINITY;
+            let mut row = vec![0.0f32; hd];
             for j in 0..=last {
-                let off = j * kv_dim + g * hd;
-                let s = dotf(qh, &k[off..off + hd]) * scale;
+                read_head(k, kv_dim, j, g * hd, &mut row);
+                let s = dotf(qh, &row) * scale;
                 m = m.max(s);
                 sc.push(s);
             }
@@ -87,8 +158,8 @@ pub fn attention(
             }
             acc.fill(0.0);
             for (j, &e) in sc.iter().enumerate() {
-                let off = j * kv_dim + g * hd;
-                for (a, vv) in acc.iter_mut().zip(&v[off..off + hd]) {
+                read_head(v, kv_dim, j, g * hd, &mut row);
+                for (a, vv) in acc.iter_mut().zip(&row) {
                     *a += e * vv;
                 }
             }
@@ -101,24 +172,47 @@ pub fn attention(
     Ok(())
 }
 
-/// [`attention`] in tiles of up to [`crate::attention_tiled::TOKENS`] tokens × the heads of one KV
-/// head, in parallel over tiles. Sizes were checked by [`attention`]; the CPU has AVX2 and FMA and
-/// `head_dim` is a multiple of 8 up to the tiles' maximum.
+/// Values `col .. col + out.len()` of row `row` (rows of `width` values): sizes were checked by
+/// [`attention`].
+fn read_head(rows: KvRows<'_>, width: usize, row: usize, col: usize, out: &mut [f32]) {
+    match rows {
+        KvRows::F32(v) => out.copy_from_slice(&v[row * width + col..][..out.len()]),
+        encoded => {
+            if let Err(e) = encoded.segment(width, row, col, out) {
+                unreachable!("attention checked the cache's size: {e}")
+            }
+        }
+    }
+}
+
+/// The operands of [`tiled`] besides the cache.
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-fn tiled(
-    out: &mut [f32],
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+struct TileCall<'a> {
+    out: &'a mut [f32],
+    q: &'a [f32],
     n_tokens: usize,
     start_pos: usize,
     shape: AttentionShape,
     scale: f32,
-) {
+}
+
+/// [`attention`] in tiles of up to [`crate::attention_tiled::TOKENS`] tokens × the heads of one KV
+/// head, in parallel over tiles, reading the cache through `k` and `v`. Sizes were checked by
+/// [`attention`]; the CPU has AVX2, FMA and F16C and `head_dim` is a multiple of 8 up to the
+/// tiles' maximum; the loaders cover `start_pos + n_tokens` rows.
+#[cfg(target_arch = "x86_64")]
+fn tiled<L: crate::kv::load::Load8>(call: TileCall<'_>, k: L, v: L) {
+    let TileCall {
+        out,
+        q,
+        n_tokens,
+        start_pos,
+        shape,
+        scale,
+    } = call;
     use crate::attention_tiled::{attend_tile, TOKENS};
     let (nh, nkv, hd) = (shape.n_heads, shape.n_kv_heads, shape.head_dim);
-    let (n_rep, q_dim, kv_dim) = (nh / nkv, nh * hd, nkv * hd);
+    let (n_rep, q_dim) = (nh / nkv, nh * hd);
     // Fewer tokens per tile at long contexts, so a tile's scores stay within SCORE_BUDGET floats.
     let ctx = start_pos + n_tokens;
     let per_tile = (SCORE_BUDGET / (n_rep * ctx).max(1)).clamp(1, TOKENS);
@@ -151,21 +245,7 @@ fn tiled(
             // SAFETY: `attention` checked AVX2, FMA and `hd`; `q` and `out` hold n_tokens rows
             // of q_dim values and the cache (start_pos + n_tokens) rows of kv_dim values
             // (checked sizes); this task alone writes the heads of group g of tokens t0..t1.
-            unsafe {
-                attend_tile(
-                    q,
-                    offs,
-                    lasts,
-                    optr.0,
-                    k,
-                    v,
-                    kv_dim,
-                    g * hd,
-                    hd,
-                    scale,
-                    &mut sc,
-                )
-            };
+            unsafe { attend_tile(q, offs, lasts, optr.0, k, v, g * hd, hd, scale, &mut sc) };
         });
     });
 }
@@ -218,19 +298,128 @@ mod tests {
                 head_dim: hd,
             };
             let mut batch = vec![0.0; n * nh * hd];
-            attention(&mut batch, &q, &k, &v, n, start, shape).unwrap();
+            attention(
+                &mut batch,
+                &q,
+                KvRows::F32(&k),
+                KvRows::F32(&v),
+                n,
+                start,
+                shape,
+            )
+            .unwrap();
             let w = nh * hd;
             for t in 0..n {
                 let mut one = vec![0.0; w];
                 let kv = (start + t + 1) * nkv * hd;
                 let qt = &q[t * w..(t + 1) * w];
-                attention(&mut one, qt, &k[..kv], &v[..kv], 1, start + t, shape).unwrap();
+                attention(
+                    &mut one,
+                    qt,
+                    KvRows::F32(&k[..kv]),
+                    KvRows::F32(&v[..kv]),
+                    1,
+                    start + t,
+                    shape,
+                )
+                .unwrap();
                 let a: Vec<u32> = batch[t * w..(t + 1) * w]
                     .iter()
                     .map(|x| x.to_bits())
                     .collect();
                 let b: Vec<u32> = one.iter().map(|x| x.to_bits()).collect();
                 assert_eq!(a, b, "hd {hd} token {t}");
+            }
+        }
+    }
+
+    /// Attention over an encoded cache (f16, bf16, q8_0) gives the same bits as attention over
+    /// the f32 values those rows decode to, on the tiled path (head sizes multiple of 8) and the
+    /// portable one (12), in a batch and token by token.
+    #[test]
+    fn encoded_caches_attend_to_their_decoded_values() {
+        for (hd, nh, nkv) in [
+            (16usize, 4usize, 2usize),
+            (64, 8, 2),
+            (32, 6, 3),
+            (12, 4, 2),
+        ] {
+            let (start, n) = (37usize, 6usize);
+            let ctx = start + n;
+            let w = nkv * hd;
+            let f = |i: usize| ((i as f32) * 0.593).sin() * 2.5;
+            let q: Vec<f32> = (0..n * nh * hd).map(f).collect();
+            let k: Vec<f32> = (0..ctx * w).map(|i| f(i + 1000)).collect();
+            let v: Vec<f32> = (0..ctx * w).map(|i| f(i + 5000)).collect();
+            let shape = AttentionShape {
+                n_heads: nh,
+                n_kv_heads: nkv,
+                head_dim: hd,
+            };
+            for ty in [KvType::F16, KvType::Bf16, KvType::Q8_0] {
+                let Ok(rb) = ty.row_bytes(w) else {
+                    assert_eq!(ty, KvType::Q8_0);
+                    assert!(w % 32 != 0);
+                    continue;
+                };
+                let enc = |x: &[f32]| {
+                    let mut b = vec![0u8; ctx * rb];
+                    crate::kv::encode_rows(ty, w, x, &mut b).unwrap();
+                    b
+                };
+                let (kb, vb) = (enc(&k), enc(&v));
+                let dec = |b: &[u8]| {
+                    let mut o = vec![0.0f32; ctx * w];
+                    for r in 0..ctx {
+                        KvRows::Encoded(ty, b)
+                            .segment(w, r, 0, &mut o[r * w..(r + 1) * w])
+                            .unwrap();
+                    }
+                    o
+                };
+                let (kd, vd) = (dec(&kb), dec(&vb));
+                assert_ne!(kd, k, "{ty} rounds");
+                let mut want = vec![0.0; n * nh * hd];
+                attention(
+                    &mut want,
+                    &q,
+                    KvRows::F32(&kd),
+                    KvRows::F32(&vd),
+                    n,
+                    start,
+                    shape,
+                )
+                .unwrap();
+                let mut got = vec![0.0; n * nh * hd];
+                let (ke, ve) = (KvRows::Encoded(ty, &kb), KvRows::Encoded(ty, &vb));
+                attention(&mut got, &q, ke, ve, n, start, shape).unwrap();
+                let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{ty} hd {hd}");
+                let qw = nh * hd;
+                for t in 0..n {
+                    let mut one = vec![0.0; qw];
+                    let rows = start + t + 1;
+                    let (k1, v1) = (
+                        KvRows::Encoded(ty, &kb[..rows * rb]),
+                        KvRows::Encoded(ty, &vb[..rows * rb]),
+                    );
+                    attention(
+                        &mut one,
+                        &q[t * qw..(t + 1) * qw],
+                        k1,
+                        v1,
+                        1,
+                        start + t,
+                        shape,
+                    )
+                    .unwrap();
+                    assert_eq!(bits(&one), bits(&got[t * qw..(t + 1) * qw]), "{ty} t {t}");
+                }
+                // Keys and values of different types, and too few rows, are refused.
+                let short = KvRows::Encoded(ty, &kb[..(ctx - 1) * rb]);
+                assert!(attention(&mut got, &q, short, ve, n, start, shape).is_err());
+                let mixed = attention(&mut got, &q, KvRows::F32(&k), ve, n, start, shape);
+                assert!(mixed.is_err());
             }
         }
     }
@@ -249,7 +438,16 @@ mod tests {
             n_kv_heads: nkv,
             head_dim: hd,
         };
-        attention(&mut out, &q, &k, &v, n, start, shape).unwrap();
+        attention(
+            &mut out,
+            &q,
+            KvRows::F32(&k),
+            KvRows::F32(&v),
+            n,
+            start,
+            shape,
+        )
+        .unwrap();
         for t in 0..n {
             for h in 0..nh {
                 let g = h / 2;
@@ -271,6 +469,15 @@ mod tests {
             }
         }
         // Cache too short.
-        assert!(attention(&mut out, &q, &k[..10], &v, n, start, shape).is_err());
+        assert!(attention(
+            &mut out,
+            &q,
+            KvRows::F32(&k[..10]),
+            KvRows::F32(&v),
+            n,
+            start,
+            shape
+        )
+        .is_err());
     }
 }

@@ -14,6 +14,7 @@
 
 use std::arch::x86_64::*;
 
+use crate::kv::load::Load8;
 use crate::quants::simd::hsum;
 
 /// Tokens per tile.
@@ -24,24 +25,24 @@ const KEYS: usize = 16;
 pub(crate) const MAX_HEAD_DIM: usize = 256;
 
 /// One tile: the queries at `q[offs[i]..offs[i] + hd]` with causal limits `lasts[i]` (the last
-/// position each may attend to), against the keys and values of one KV head (`k`, `v`: rows of
-/// `kv_dim` values from position 0, the head's `hd` values at `g_off`). Writes each query's output
-/// at `out + offs[i]`. `scratch` is reused between calls.
+/// position each may attend to), against the keys and values of one KV head (`k`, `v`: loaders of
+/// the cached rows from position 0, the head's `hd` values at column `g_off`). Writes each
+/// query's output at `out + offs[i]`. `scratch` is reused between calls.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; `hd` is a multiple of 8 and at most [`MAX_HEAD_DIM`]; `q` holds every
-/// query; `out + offs[i] .. out + offs[i] + hd` is writable and written by no one else meanwhile;
-/// `k` and `v` hold at least `(max(lasts) + 1) * kv_dim` values and `g_off + hd <= kv_dim`.
-#[target_feature(enable = "avx2,fma")]
+/// The CPU has AVX2, FMA and F16C; `hd` is a multiple of 8 and at most [`MAX_HEAD_DIM`]; `q` holds
+/// every query; `out + offs[i] .. out + offs[i] + hd` is writable and written by no one else
+/// meanwhile; `k` and `v` cover at least `max(lasts) + 1` rows, and columns `g_off .. g_off + hd`
+/// (`g_off` a multiple of 8) lie within their rows.
+#[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn attend_tile(
+pub(crate) unsafe fn attend_tile<L: Load8>(
     q: &[f32],
     offs: &[usize],
     lasts: &[usize],
     out: *mut f32,
-    k: &[f32],
-    v: &[f32],
-    kv_dim: usize,
+    k: L,
+    v: L,
     g_off: usize,
     hd: usize,
     scale: f32,
@@ -61,9 +62,9 @@ pub(crate) unsafe fn attend_tile(
     // Pass 1: scores, sixteen keys at a time against up to four queries.
     for j0 in (0..ctx).step_by(KEYS) {
         let nk = KEYS.min(ctx - j0);
-        // SAFETY: the CPU has AVX2 (this function's contract); rows j0 .. j0 + nk < ctx of `k`
-        // hold the head's `hd` values at `g_off` (the caller's contract), `kt` holds hd·16.
-        unsafe { transpose_keys(k, kv_dim, g_off, hd, j0, nk, kt) };
+        // SAFETY: the CPU has AVX2 and F16C (this function's contract); rows j0 .. j0 + nk < ctx
+        // of `k` hold the head's `hd` values at `g_off` (the caller's contract), `kt` holds hd·16.
+        unsafe { transpose_keys(k, g_off, hd, j0, nk, kt) };
         let mut q0 = 0;
         while q0 < nq {
             let nqb = 4.min(nq - q0);
@@ -129,21 +130,20 @@ pub(crate) unsafe fn attend_tile(
             let wide = hd - d0 >= 32;
             let a = PvArgs {
                 v,
-                kv_dim,
                 col: g_off + d0,
                 upto,
                 scores: &scores[q0 * stride..],
                 stride,
             };
             let mut o = [[0.0f32; 32]; 2];
-            // SAFETY: the CPU has AVX2 and FMA; columns col .. col + 32 (or + 8) of rows
-            // 0..upto lie in `v` (this function's contract: g_off + hd <= kv_dim).
+            // SAFETY: the CPU has AVX2, FMA and F16C; columns col .. col + 32 (or + 8) of rows
+            // 0..upto lie in `v` (this function's contract: the head's columns lie in the rows).
             unsafe {
                 match (nqb, wide) {
-                    (2, true) => pv_block::<2, 4>(&a, &mut o),
-                    (2, false) => pv_block::<2, 1>(&a, &mut o),
-                    (_, true) => pv_block::<1, 4>(&a, &mut o),
-                    (_, false) => pv_block::<1, 1>(&a, &mut o),
+                    (2, true) => pv_block::<2, 4, L>(&a, &mut o),
+                    (2, false) => pv_block::<2, 1, L>(&a, &mut o),
+                    (_, true) => pv_block::<1, 4, L>(&a, &mut o),
+                    (_, false) => pv_block::<1, 1, L>(&a, &mut o),
                 }
             }
             let w = if wide { 32 } else { 8 };
@@ -164,28 +164,26 @@ pub(crate) unsafe fn attend_tile(
 /// `kt[d * 16 + key]`, in 8 × 8 blocks.
 ///
 /// # Safety
-/// The CPU has AVX2; `k` holds rows `j0 .. j0 + nk` of `kv_dim` values with `g_off + hd <=
-/// kv_dim`, `hd` is a multiple of 8 and `kt` holds `hd * 16` values.
-#[target_feature(enable = "avx2")]
-unsafe fn transpose_keys(
-    k: &[f32],
-    kv_dim: usize,
+/// The CPU has AVX2 and F16C; `k` covers rows `j0 .. j0 + nk` whose columns `g_off .. g_off + hd`
+/// exist, `hd` and `g_off` are multiples of 8 and `kt` holds `hd * 16` values.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn transpose_keys<L: Load8>(
+    k: L,
     g_off: usize,
     hd: usize,
     j0: usize,
     nk: usize,
     kt: &mut [f32],
 ) {
-    assert!(nk <= KEYS && kt.len() >= hd * KEYS && g_off + hd <= kv_dim);
-    assert!(nk == 0 || k.len() >= (j0 + nk) * kv_dim);
+    assert!(nk <= KEYS && kt.len() >= hd * KEYS);
     for kb in 0..2 {
         for dc in 0..hd / 8 {
             let r: [__m256; 8] = std::array::from_fn(|i| {
                 let key = 8 * kb + i;
                 if key < nk {
-                    // SAFETY: row j0 + key < j0 + nk, columns g_off + 8dc + 8 <= kv_dim
-                    // (asserted).
-                    unsafe { _mm256_loadu_ps(k.as_ptr().add((j0 + key) * kv_dim + g_off + 8 * dc)) }
+                    // SAFETY: row j0 + key < j0 + nk, columns g_off + 8dc + 8 <= g_off + hd
+                    // (this function's contract).
+                    unsafe { k.load8(j0 + key, g_off + 8 * dc) }
                 } else {
                     _mm256_setzero_ps()
                 }
@@ -277,9 +275,8 @@ unsafe fn score_block<const Q: usize>(a: &ScoreArgs<'_>, rows: &mut [f32], strid
 }
 
 /// The operands of [`pv_block`].
-struct PvArgs<'a> {
-    v: &'a [f32],
-    kv_dim: usize,
+struct PvArgs<'a, L> {
+    v: L,
     col: usize,
     upto: usize,
     scores: &'a [f32],
@@ -290,20 +287,21 @@ struct PvArgs<'a> {
 /// over positions per lane.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; `v` holds rows `0..upto` of `kv_dim` values with `col + 8·NV <=
-/// kv_dim`; `scores` holds `Q` rows of `stride >= upto` values.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn pv_block<const Q: usize, const NV: usize>(a: &PvArgs<'_>, o: &mut [[f32; 32]; 2]) {
-    assert!(Q <= 2 && NV <= 4 && a.col + 8 * NV <= a.kv_dim && a.upto <= a.stride);
-    assert!(a.v.len() >= a.upto * a.kv_dim && a.scores.len() >= (Q - 1) * a.stride + a.upto);
+/// The CPU has AVX2, FMA and F16C; `v` covers rows `0..upto` whose columns `col .. col + 8·NV`
+/// exist (`col` a multiple of 8); `scores` holds `Q` rows of `stride >= upto` values.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pv_block<const Q: usize, const NV: usize, L: Load8>(
+    a: &PvArgs<'_, L>,
+    o: &mut [[f32; 32]; 2],
+) {
+    assert!(Q <= 2 && NV <= 4 && a.upto <= a.stride);
+    assert!(a.scores.len() >= (Q - 1) * a.stride + a.upto);
     let mut acc = [[_mm256_setzero_ps(); NV]; Q];
     for j in 0..a.upto {
-        // SAFETY: row j < upto, columns col .. col + 8·NV <= kv_dim (asserted).
-        let vp = unsafe { a.v.as_ptr().add(j * a.kv_dim + a.col) };
         let mut vv = [_mm256_setzero_ps(); NV];
         for c in 0..NV {
-            // SAFETY: as above.
-            vv[c] = unsafe { _mm256_loadu_ps(vp.add(8 * c)) };
+            // SAFETY: row j < upto, columns col + 8c .. col + 8c + 8 (this function's contract).
+            vv[c] = unsafe { a.v.load8(j, a.col + 8 * c) };
         }
         for i in 0..Q {
             // SAFETY: (Q − 1)·stride + upto values (asserted).

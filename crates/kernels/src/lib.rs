@@ -11,6 +11,7 @@ mod attention_tiled;
 pub mod convert;
 pub mod cpu;
 pub mod dot_bytes;
+pub mod kv;
 pub mod low_rank;
 pub mod matmul;
 mod matmul_quant;
@@ -31,6 +32,7 @@ mod qf32_tests;
 
 pub use attention::{attention, AttentionShape};
 pub use convert::{bf16_to_f32, f16_to_f32, WeightRef};
+pub use kv::{KvRows, KvType};
 pub use llama31_formats::DType;
 pub use matmul::{dot, matmul};
 pub use ops::{add_assign, rmsnorm, silu, softmax, swiglu};

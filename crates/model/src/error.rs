@@ -39,6 +39,9 @@ pub enum ModelError {
         "a context of {requested} tokens is past the {trained} tokens this model was trained for"
     )]
     ContextTooLong { requested: usize, trained: usize },
+    /// The memory plan does not fit the machine (see [`crate::plan::MemoryPlan::fit`]).
+    #[error("not enough memory: {0}")]
+    OutOfMemory(String),
     /// A KV cache made for another model shape.
     #[error("KV cache does not match the model: {0}")]
     Cache(String),

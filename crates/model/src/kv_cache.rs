@@ -5,6 +5,7 @@ use std::ops::Range;
 use crate::backend::{Backend, Cpu, KvView};
 use crate::config::Config;
 use crate::error::{ModelError, Result};
+use llama31_kernels::KvType;
 
 /// A preallocated key/value cache for one sequence: `max_seq` positions of every layer, of which
 /// the first [`len`](KvCache::len) hold the keys and values of the tokens run so far.
@@ -18,6 +19,7 @@ pub struct KvCache<B: Backend = Cpu> {
     n_layers: usize,
     kv_dim: usize,
     max_seq: usize,
+    kv_type: KvType,
     bytes: usize,
     store: B::KvStore,
     /// Positions held in each layer (all equal after every complete step).
@@ -26,9 +28,9 @@ pub struct KvCache<B: Backend = Cpu> {
 }
 
 impl KvCache<Cpu> {
-    /// Allocates a CPU cache for `max_seq` positions.
-    pub fn new(config: &Config, max_seq: usize) -> Result<KvCache> {
-        KvCache::new_on(&Cpu, config, max_seq)
+    /// Allocates a CPU cache of `kv_type` for `max_seq` positions.
+    pub fn new(config: &Config, max_seq: usize, kv_type: KvType) -> Result<KvCache> {
+        KvCache::new_on(&Cpu, config, max_seq, kv_type)
     }
 
     /// Copies positions `0..n` of every layer's keys and values from `other` (a cache of the
@@ -40,14 +42,20 @@ impl KvCache<Cpu> {
 }
 
 impl<B: Backend> KvCache<B> {
-    /// Allocates a cache for `max_seq` positions of `config`'s layers on `backend`.
-    pub fn new_on(backend: &B, config: &Config, max_seq: usize) -> Result<KvCache<B>> {
+    /// Allocates a cache of `kv_type` for `max_seq` positions of `config`'s layers on `backend`.
+    pub fn new_on(
+        backend: &B,
+        config: &Config,
+        max_seq: usize,
+        kv_type: KvType,
+    ) -> Result<KvCache<B>> {
         let kv_dim = config.kv_dim();
-        let store = backend.alloc_kv(config.n_layers, max_seq, kv_dim)?;
+        let store = backend.alloc_kv(config.n_layers, max_seq, kv_dim, kv_type)?;
         Ok(KvCache {
             n_layers: config.n_layers,
             kv_dim,
             max_seq,
+            kv_type,
             bytes: backend.kv_bytes(&store),
             store,
             lens: vec![0; config.n_layers],
@@ -75,6 +83,16 @@ impl<B: Backend> KvCache<B> {
         for l in &mut self.lens {
             *l = (*l).min(len);
         }
+    }
+
+    /// Makes every page of the cache resident now (the backend allocates lazily otherwise).
+    pub fn commit(&mut self, backend: &B) -> Result<()> {
+        backend.commit_kv(&mut self.store)
+    }
+
+    /// The element type of the keys and values.
+    pub fn kv_type(&self) -> KvType {
+        self.kv_type
     }
 
     /// Bytes held by the keys and values.
@@ -123,10 +141,15 @@ impl<B: Backend> KvCache<B> {
 
     /// [`KvCache::copy_prefix_from`] on any backend.
     pub fn copy_prefix_on(&mut self, backend: &B, other: &KvCache<B>, n: usize) -> Result<()> {
-        if self.shape() != other.shape() {
+        if self.shape() != other.shape() || self.kv_type != other.kv_type {
             return Err(ModelError::Cache(format!(
-                "cannot copy from a cache of {} layers × {} kv width into {} × {}",
-                other.n_layers, other.kv_dim, self.n_layers, self.kv_dim
+                "cannot copy from a cache of {} layers × {} kv width ({}) into {} × {} ({})",
+                other.n_layers,
+                other.kv_dim,
+                other.kv_type,
+                self.n_layers,
+                self.kv_dim,
+                self.kv_type
             )));
         }
         if n > self.max_seq || n > other.len() {

@@ -21,9 +21,10 @@ pub mod linear;
 pub mod llama;
 pub mod load;
 pub mod lora;
+pub mod plan;
 pub mod weights;
 
-pub use backend::{Act, Backend, Cpu};
+pub use backend::{Act, Backend, Cpu, KvType};
 pub use checkpoint::Checkpoint;
 pub use config::{meta_ffn_dim, Config, Llama3RopeScaling};
 pub use error::{ModelError, Result};
@@ -34,4 +35,5 @@ pub use llama31_formats::FileLoading;
 pub use llama31_kernels::rope::RopeLayout;
 pub use load::{file_loading_for, LoadOptions, ProgressFn, WeightMode};
 pub use lora::{LoraAdapter, LoraModule, LoraSet, MergeInto};
+pub use plan::{plan_for, Budget, MemoryPlan, Workload};
 pub use weights::{Activations, Matrix, NameScheme, TensorSummary};

@@ -1,7 +1,7 @@
 //! The Llama 3.1 model: weights and the forward pass, written once over a [`Backend`] (read it
 //! top to bottom, like llama2.c's `forward()`).
 
-use crate::backend::{Act, AttentionShape, Backend, Cpu, RopeLayout, RopeTable, StepShape};
+use crate::backend::{Act, AttentionShape, Backend, Cpu, KvType, RopeLayout, RopeTable, StepShape};
 use crate::config::Config;
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
@@ -85,6 +85,10 @@ pub struct Model<B: Backend = Cpu> {
     pub(crate) summary: Vec<TensorSummary>,
     /// Adapters applied, unmerged, to every sequence ([`Model::attach_lora`]).
     pub(crate) lora: Option<LoraSet<B>>,
+    /// The element type of the KV caches [`Model::new_cache`] allocates.
+    pub(crate) kv_type: KvType,
+    /// Whether [`Model::new_cache`] commits the memory of each cache up front.
+    pub(crate) commit_kv: bool,
 }
 
 impl<B: Backend> std::fmt::Debug for Model<B> {
@@ -129,6 +133,8 @@ impl Model<Cpu> {
             weights,
             summary,
             lora: None,
+            kv_type: KvType::default(),
+            commit_kv: false,
         })
     }
 
@@ -183,6 +189,8 @@ impl Model<Cpu> {
             weights,
             summary: self.summary,
             lora: None,
+            kv_type: self.kv_type,
+            commit_kv: self.commit_kv,
         })
     }
 }
@@ -234,9 +242,36 @@ impl<B: Backend> Model<B> {
         self.lora.as_ref()
     }
 
-    /// Allocates a KV cache for this model.
+    /// Allocates a KV cache for this model, of [`Model::kv_type`] (its memory committed if
+    /// [`Model::set_commit_kv`] asked for it).
     pub fn new_cache(&self, max_seq: usize) -> Result<KvCache<B>> {
-        KvCache::new_on(&self.backend, &self.config, max_seq)
+        let mut cache = KvCache::new_on(&self.backend, &self.config, max_seq, self.kv_type)?;
+        if self.commit_kv {
+            cache.commit(&self.backend)?;
+        }
+        Ok(cache)
+    }
+
+    /// Whether each new KV cache gets all of its memory at once ([`KvCache::commit`]) instead of
+    /// page by page as positions fill: a server then holds what it planned from the start, and
+    /// fails at startup rather than when a long request arrives if the memory is not there.
+    pub fn set_commit_kv(&mut self, commit: bool) {
+        self.commit_kv = commit;
+    }
+
+    /// The element type of the KV caches this model allocates (f32 unless set).
+    pub fn kv_type(&self) -> KvType {
+        self.kv_type
+    }
+
+    /// Sets the element type of the KV caches allocated from now on; an error where this model's
+    /// key/value width does not suit it (Q8_0 needs a multiple of 32).
+    pub fn set_kv_type(&mut self, kv_type: KvType) -> Result<()> {
+        kv_type
+            .row_bytes(self.config.kv_dim())
+            .map_err(|e| ModelError::Config(e.to_string()))?;
+        self.kv_type = kv_type;
+        Ok(())
     }
 
     /// Fresh activation buffers for [`Model::forward_batch`].

@@ -11,6 +11,7 @@ use std::path::Path;
 use llama31_formats::{FileLoading, ModelSource, TensorData, TensorView, WeightFile, WeightFormat};
 use llama31_kernels::rope::{base_inv_freqs, llama3_scale, RopeTable};
 
+use crate::backend::KvType;
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::error::{ModelError, Result};
@@ -58,6 +59,8 @@ pub struct LoadOptions {
     /// Take a `max_seq_len` past the checkpoint's as the checkpoint's (for defaults that were
     /// not asked for) instead of refusing it.
     pub clamp_max_seq_len: bool,
+    /// The element type of the KV caches the model allocates (f32 unless set).
+    pub kv_type: KvType,
     /// Called after each tensor is loaded.
     pub progress: Option<ProgressFn>,
     /// Map the weight files or read them into memory. Under the default
@@ -76,6 +79,7 @@ impl std::fmt::Debug for LoadOptions {
             .field("file_loading", &self.file_loading)
             .field("weights", &self.weights)
             .field("activations", &self.activations)
+            .field("kv_type", &self.kv_type)
             .finish()
     }
 }
@@ -236,6 +240,10 @@ impl Model {
             layout,
             ..
         } = Checkpoint::describe(source, file)?;
+        // A KV type the model's key/value width does not suit is refused before any tensor.
+        opts.kv_type
+            .row_bytes(cfg.kv_dim())
+            .map_err(|e| ModelError::Config(e.to_string()))?;
         let trained = cfg.max_seq_len;
         let max_seq = match opts.max_seq_len {
             Some(req) if req > trained && !opts.clamp_max_seq_len => {
@@ -324,6 +332,7 @@ impl Model {
         drop(ld);
         let mut model = Model::from_parts(cfg, weights, layout, rope, summary)?;
         model.set_activations(opts.activations);
+        model.set_kv_type(opts.kv_type)?;
         Ok(model)
     }
 }

@@ -1,15 +1,16 @@
 //! The CPU backend: weights in host memory as stored (mapped, read or converted at load), the
-//! kernels of `llama31-kernels`, activations and KV caches in `Vec<f32>`s.
+//! kernels of `llama31-kernels`, activations in `Vec<f32>`s, KV caches as f32 or encoded rows.
 
 use std::ops::Range;
 
 use llama31_kernels::convert::WeightRef;
+use llama31_kernels::kv::encode_rows;
 use llama31_kernels::low_rank::low_rank_add;
 use llama31_kernels::matmul::{matmul, matmul_quantized, matvec_quantized_many};
 use llama31_kernels::qbf16::{matmul_bf16, matmul_f32_split, Bf16Scratch};
 use llama31_kernels::quant::dequantize;
 use llama31_kernels::rope::{RopeLayout, RopeTable};
-use llama31_kernels::{add_assign, attention, rmsnorm, swiglu, AttentionShape};
+use llama31_kernels::{add_assign, attention, rmsnorm, swiglu, AttentionShape, KvRows, KvType};
 
 use super::{Act, Backend, KvView, StepShape};
 use crate::error::{ModelError, Result};
@@ -120,26 +121,158 @@ pub struct Factor {
     transposed: Vec<f32>,
 }
 
-/// The keys and values of one sequence: `[n_layers, max_seq, kv_dim]` each.
+/// The keys and values of one sequence: `[n_layers, max_seq, kv_dim]` each, as f32 or encoded
+/// rows of another [`KvType`].
 #[derive(Debug)]
 pub struct CpuKv {
     n_layers: usize,
     max_seq: usize,
     kv_dim: usize,
-    k: Vec<f32>,
-    v: Vec<f32>,
+    k: KvBuf,
+    v: KvBuf,
+}
+
+/// One of a cache's two buffers.
+#[derive(Debug)]
+enum KvBuf {
+    F32(Vec<f32>),
+    /// Rows of `ty.row_bytes(kv_dim)` bytes.
+    Encoded(KvType, Vec<u8>),
+}
+
+impl KvBuf {
+    fn zeroed(ty: KvType, rows: usize, kv_dim: usize) -> Result<KvBuf> {
+        let too_big = || ModelError::Cache(format!("{rows} cache rows overflow usize"));
+        Ok(match ty {
+            KvType::F32 => KvBuf::F32(vec![0.0; rows.checked_mul(kv_dim).ok_or_else(too_big)?]),
+            ty => {
+                let rb = ty
+                    .row_bytes(kv_dim)
+                    .map_err(|e| ModelError::Cache(e.to_string()))?;
+                KvBuf::Encoded(ty, vec![0; rows.checked_mul(rb).ok_or_else(too_big)?])
+            }
+        })
+    }
+
+    fn kv_type(&self) -> KvType {
+        match self {
+            KvBuf::F32(_) => KvType::F32,
+            KvBuf::Encoded(t, _) => *t,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            KvBuf::F32(v) => v.len() * 4,
+            KvBuf::Encoded(_, b) => b.len(),
+        }
+    }
+
+    /// Writes a zero into every page, so that the zeroed allocation (mapped lazily by the OS)
+    /// becomes resident.
+    fn commit(&mut self) {
+        fn touch<T: Copy>(values: &mut [T], per_page: usize, zero: T) {
+            for page in values.chunks_mut(per_page) {
+                // SAFETY: `page` is a non-empty, exclusively borrowed slice; the volatile write
+                // keeps the compiler from dropping a store of the value the memory holds.
+                unsafe { std::ptr::write_volatile(page.as_mut_ptr(), zero) };
+            }
+        }
+        match self {
+            KvBuf::F32(v) => touch(v, 1024, 0.0),
+            KvBuf::Encoded(_, b) => touch(b, 4096, 0),
+        }
+    }
+
+    /// Rows `rows` (of `kv_dim` values) as [`KvRows`].
+    fn rows(&self, rows: Range<usize>, kv_dim: usize) -> Result<KvRows<'_>> {
+        let bad = || ModelError::Cache(format!("cache rows {rows:?} out of range"));
+        Ok(match self {
+            KvBuf::F32(v) => KvRows::F32(
+                v.get(rows.start * kv_dim..rows.end * kv_dim)
+                    .ok_or_else(bad)?,
+            ),
+            KvBuf::Encoded(t, b) => {
+                let rb = t
+                    .row_bytes(kv_dim)
+                    .map_err(|e| ModelError::Cache(e.to_string()))?;
+                KvRows::Encoded(*t, b.get(rows.start * rb..rows.end * rb).ok_or_else(bad)?)
+            }
+        })
+    }
+
+    /// Writes `src` (whole rows of `kv_dim` f32 values) at row `at`, encoded.
+    fn write(&mut self, at: usize, kv_dim: usize, src: &[f32]) -> Result<()> {
+        let n = src.len() / kv_dim.max(1);
+        let bad = || ModelError::Cache(format!("cache rows {at}..{} out of range", at + n));
+        match self {
+            KvBuf::F32(v) => v
+                .get_mut(at * kv_dim..(at + n) * kv_dim)
+                .ok_or_else(bad)?
+                .copy_from_slice(src),
+            KvBuf::Encoded(t, b) => {
+                let rb = t
+                    .row_bytes(kv_dim)
+                    .map_err(|e| ModelError::Cache(e.to_string()))?;
+                let dst = b.get_mut(at * rb..(at + n) * rb).ok_or_else(bad)?;
+                encode_rows(*t, kv_dim, src, dst).map_err(|e| ModelError::Cache(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies rows `src_rows` of `src` (same type) to row `at`.
+    fn copy_rows(
+        &mut self,
+        at: usize,
+        src: &KvBuf,
+        src_rows: Range<usize>,
+        kv_dim: usize,
+    ) -> Result<()> {
+        let n = src_rows.len();
+        let bad = || ModelError::Cache("cache rows out of range".into());
+        match (self, src) {
+            (KvBuf::F32(d), KvBuf::F32(s)) => d
+                .get_mut(at * kv_dim..(at + n) * kv_dim)
+                .ok_or_else(bad)?
+                .copy_from_slice(
+                    s.get(src_rows.start * kv_dim..src_rows.end * kv_dim)
+                        .ok_or_else(bad)?,
+                ),
+            (KvBuf::Encoded(t, d), KvBuf::Encoded(u, s)) if t == u => {
+                let rb = t
+                    .row_bytes(kv_dim)
+                    .map_err(|e| ModelError::Cache(e.to_string()))?;
+                d.get_mut(at * rb..(at + n) * rb)
+                    .ok_or_else(bad)?
+                    .copy_from_slice(
+                        s.get(src_rows.start * rb..src_rows.end * rb)
+                            .ok_or_else(bad)?,
+                    )
+            }
+            (d, s) => {
+                return Err(ModelError::Cache(format!(
+                    "cannot copy a {} cache into a {} cache",
+                    s.kv_type(),
+                    d.kv_type()
+                )))
+            }
+        }
+        Ok(())
+    }
 }
 
 impl CpuKv {
-    fn layer_range(&self, layer: usize, len: usize) -> Result<Range<usize>> {
+    /// Rows `0..len` of `layer` within the layer-major buffers.
+    fn layer_rows(&self, layer: usize, len: usize) -> Result<Range<usize>> {
         if layer >= self.n_layers || len > self.max_seq {
             return Err(ModelError::Cache(format!(
                 "layer {layer}, {len} positions in a cache of {} layers × {} positions",
                 self.n_layers, self.max_seq
             )));
         }
-        let start = layer * self.max_seq * self.kv_dim;
-        Ok(start..start + len * self.kv_dim)
+        let start = layer * self.max_seq;
+        Ok(start..start + len)
     }
 }
 
@@ -284,22 +417,33 @@ impl Backend for Cpu {
         CpuScratch::default()
     }
 
-    fn alloc_kv(&self, n_layers: usize, max_seq: usize, kv_dim: usize) -> Result<CpuKv> {
-        let n = n_layers
+    fn alloc_kv(
+        &self,
+        n_layers: usize,
+        max_seq: usize,
+        kv_dim: usize,
+        kv_type: KvType,
+    ) -> Result<CpuKv> {
+        let rows = n_layers
             .checked_mul(max_seq)
-            .and_then(|v| v.checked_mul(kv_dim))
             .ok_or_else(|| ModelError::Cache(format!("{max_seq} positions overflow usize")))?;
         Ok(CpuKv {
             n_layers,
             max_seq,
             kv_dim,
-            k: vec![0.0; n],
-            v: vec![0.0; n],
+            k: KvBuf::zeroed(kv_type, rows, kv_dim)?,
+            v: KvBuf::zeroed(kv_type, rows, kv_dim)?,
         })
     }
 
+    fn commit_kv(&self, kv: &mut CpuKv) -> Result<()> {
+        kv.k.commit();
+        kv.v.commit();
+        Ok(())
+    }
+
     fn kv_bytes(&self, kv: &CpuKv) -> usize {
-        (kv.k.len() + kv.v.len()) * 4
+        kv.k.bytes() + kv.v.bytes()
     }
 
     fn copy_kv_prefix(&self, dst: &mut CpuKv, src: &CpuKv, n: usize) -> Result<()> {
@@ -310,10 +454,10 @@ impl Backend for Cpu {
             )));
         }
         for l in 0..dst.n_layers {
-            let d = dst.layer_range(l, n)?;
-            let s = src.layer_range(l, n)?;
-            dst.k[d.clone()].copy_from_slice(&src.k[s.clone()]);
-            dst.v[d].copy_from_slice(&src.v[s]);
+            let d = dst.layer_rows(l, n)?;
+            let s = src.layer_rows(l, n)?;
+            dst.k.copy_rows(d.start, &src.k, s.clone(), src.kv_dim)?;
+            dst.v.copy_rows(d.start, &src.v, s, src.kv_dim)?;
         }
         Ok(())
     }
@@ -337,12 +481,12 @@ impl Backend for Cpu {
                 s.widths[index(Act::K)]
             )));
         }
-        let all = kv.layer_range(layer, end)?;
-        let at = all.start + pos * w..all.end;
+        let all = kv.layer_rows(layer, end)?;
+        let at = all.start + pos;
         let k = s.rows(Act::K, rows.end)?;
-        kv.k[at.clone()].copy_from_slice(&k[rows.start * w..]);
+        kv.k.write(at, w, &k[rows.start * w..])?;
         let v = s.rows(Act::V, rows.end)?;
-        kv.v[at].copy_from_slice(&v[rows.start * w..]);
+        kv.v.write(at, w, &v[rows.start * w..])?;
         Ok(())
     }
 
@@ -525,12 +669,13 @@ impl Backend for Cpu {
         })?;
         let width = s.widths[index(q)];
         let (out, qs, _) = s.pair(dst, q, rows.end)?;
-        let span = kv.store.layer_range(kv.layer, kv.len)?;
+        let span = kv.store.layer_rows(kv.layer, kv.len)?;
+        let kv_dim = kv.store.kv_dim;
         attention(
             &mut out[rows.start * width..],
             &qs[rows.start * width..],
-            &kv.store.k[span.clone()],
-            &kv.store.v[span],
+            kv.store.k.rows(span.clone(), kv_dim)?,
+            kv.store.v.rows(span, kv_dim)?,
             m,
             start,
             shape,

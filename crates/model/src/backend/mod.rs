@@ -20,6 +20,7 @@ use std::ops::Range;
 
 use crate::error::Result;
 use crate::weights::Matrix;
+pub use llama31_kernels::KvType;
 
 pub use cpu::{Cpu, CpuKv, CpuScratch, Factor};
 pub use llama31_kernels::rope::{RopeLayout, RopeTable};
@@ -126,8 +127,19 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// Fresh, empty activation buffers.
     fn new_scratch(&self) -> Self::Scratch;
 
-    /// Storage for `max_seq` positions of `kv_dim` keys and values in each of `n_layers` layers.
-    fn alloc_kv(&self, n_layers: usize, max_seq: usize, kv_dim: usize) -> Result<Self::KvStore>;
+    /// Storage for `max_seq` positions of `kv_dim` keys and values of type `kv_type` in each of
+    /// `n_layers` layers.
+    fn alloc_kv(
+        &self,
+        n_layers: usize,
+        max_seq: usize,
+        kv_dim: usize,
+        kv_type: KvType,
+    ) -> Result<Self::KvStore>;
+    /// Makes all of a KV store's memory resident (backends that allocate up front: nothing).
+    fn commit_kv(&self, _kv: &mut Self::KvStore) -> Result<()> {
+        Ok(())
+    }
     /// Bytes held by a KV store.
     fn kv_bytes(&self, kv: &Self::KvStore) -> usize;
     /// Copies positions `0..n` of every layer from `src` into `dst` (stores of the same shape).
