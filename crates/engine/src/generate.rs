@@ -178,7 +178,14 @@ where
     session.cached.truncate(common);
     let t0 = Instant::now();
     let new_tokens = seq.input(usize::MAX).len();
-    run(model, session, &mut seq, new_tokens)?;
+    // Long prompts run in chunks, so a step's buffers stay the same size whatever the prompt's
+    // length (a token's logits, keys and values are the same bits in a chunk of any size).
+    let mut left = new_tokens;
+    while left > PREFILL_CHUNK {
+        run_mode(model, session, &mut seq, PREFILL_CHUNK, LogitsMode::None)?;
+        left -= PREFILL_CHUNK;
+    }
+    run(model, session, &mut seq, left)?;
     out.timings.prefill = t0.elapsed();
     out.timings.prefill_tokens = new_tokens;
     tracing::debug!(
@@ -331,6 +338,9 @@ fn draft<M: LanguageModel + ?Sized>(
     session.draft.len()
 }
 
+/// Tokens of a prompt run in one forward pass: longer prompts run in chunks of this many.
+pub const PREFILL_CHUNK: usize = 512;
+
 /// Runs the next `n` input tokens of `seq` (appended to the session's cache) and leaves the
 /// logits of the last one in the session.
 fn run<M: LanguageModel + ?Sized>(
@@ -339,12 +349,23 @@ fn run<M: LanguageModel + ?Sized>(
     seq: &mut Sequence,
     n: usize,
 ) -> Result<(), EngineError> {
+    run_mode(model, session, seq, n, LogitsMode::Last)
+}
+
+/// [`run`] returning the logits `mode` asks for.
+fn run_mode<M: LanguageModel + ?Sized>(
+    model: &M,
+    session: &mut Session<M>,
+    seq: &mut Sequence,
+    n: usize,
+    mode: LogitsMode,
+) -> Result<(), EngineError> {
     let tokens = seq.input(n);
     model.forward_one(
         &mut session.cache,
         tokens,
         session.cached.len(),
-        LogitsMode::Last,
+        mode,
         &mut session.scratch,
         &mut session.logits,
     )?;

@@ -31,7 +31,7 @@ pub use batch::{
 };
 pub use constraint::{Constraint, ConstraintMatcher};
 pub use error::{EngineError, SamplingError};
-pub use generate::{generate, generate_in_session, Generation, Session, Timings};
+pub use generate::{generate, generate_in_session, Generation, Session, Timings, PREFILL_CHUNK};
 pub use kl_divergence::{
     kl_divergence, save_logits, Estimate, KlProgress, KlReport, SavedPerplexity,
 };
