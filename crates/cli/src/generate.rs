@@ -40,10 +40,11 @@ pub struct SamplingArgs {
     /// Random seed (same seed, same output).
     #[arg(long)]
     seed: Option<u64>,
-    /// Context length (prompt + reply) [default: 4096, or the model's trained context if
-    /// shorter]; past the model's trained context is refused.
-    #[arg(long)]
-    ctx: Option<usize>,
+    /// Context length (prompt + reply) in tokens, or `auto`: the longest that fits the memory
+    /// plan, up to the model's trained context (the default). A context that does not fit, or is
+    /// past the trained one, is refused.
+    #[arg(long, value_name = "N|auto")]
+    ctx: Option<crate::load::CtxArg>,
     /// Stop when this text is generated (may be repeated).
     #[arg(long = "stop")]
     stop: Vec<String>,
@@ -60,7 +61,7 @@ pub struct SamplingArgs {
 
 impl SamplingArgs {
     fn ctx(&self) -> crate::load::Ctx {
-        crate::load::Ctx::or_default(self.ctx, 4096)
+        crate::load::Ctx::or_auto(self.ctx)
     }
 
     /// A session for `model`, speculating if asked to.

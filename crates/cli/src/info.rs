@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use llama31_model::{FileLoading, LoadOptions, Model};
+use llama31_model::{plan_for, FileLoading, KvType, LoadOptions, Model, Workload};
 
 use crate::source::{self, Source, SourceExt, SourceKind};
 use llama31_chat::ChatFormatter;
@@ -15,6 +15,11 @@ pub struct InfoArgs {
     /// A .gguf file, an HF model dir or a Meta model dir.
     #[arg(long)]
     model: PathBuf,
+    /// Plan memory for this many sequences at once (`serve --parallel`).
+    #[arg(long, default_value_t = 1)]
+    parallel: usize,
+    #[command(flatten)]
+    weights: crate::load::WeightArgs,
 }
 
 fn human(bytes: u64) -> String {
@@ -88,6 +93,57 @@ fn provenance(source: &Source) -> Result<Vec<(String, String)>> {
         _ => {}
     }
     Ok(out)
+}
+
+/// The memory plan: per KV type, the cache per token, the total at the trained context and the
+/// longest context that fits the budget.
+fn print_plan(source: &Source, args: &InfoArgs, trained: usize) -> Result<()> {
+    let work = Workload {
+        sequences: args.parallel.max(1),
+        step_rows: llama31_engine::PREFILL_CHUNK,
+        logit_rows: args.parallel.max(1),
+    };
+    let budget = args.weights.budget();
+    let keep = args.weights.keep_quantized();
+    let mut lines = Vec::new();
+    for ty in KvType::ALL {
+        let Ok(plan) = plan_for(source, keep, ty, work, budget.clone()) else {
+            lines.push(format!(
+                "  --kv-type {ty}: not for this model's key/value width"
+            ));
+            continue;
+        };
+        if lines.is_empty() {
+            println!(
+                "memory plan ({} sequence(s); budget: {}):",
+                work.sequences,
+                budget.describe()
+            );
+            println!(
+                "  weights {} ({}), buffers {}",
+                human(plan.weights),
+                if keep { "as stored" } else { "dequantized" },
+                human(plan.scratch)
+            );
+        }
+        let mark = if ty == args.weights.kv_type() {
+            " (selected)"
+        } else {
+            ""
+        };
+        lines.push(format!(
+            "  --kv-type {ty}{mark}: {:.1} KiB per token; {} at the trained {trained} tokens; \
+             longest that fits: {}",
+            plan.kv_per_token as f64 / 1024.0,
+            human(plan.total(trained)),
+            plan.largest_ctx()
+                .map_or_else(|| "none".into(), |n| format!("{n} tokens")),
+        ));
+    }
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(())
 }
 
 fn read_json(path: &Path) -> Option<serde_json::Value> {
@@ -177,6 +233,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
         for (dtype, (count, bytes)) in by_type {
             println!("  {dtype}: {count} tensors, {}", human(bytes as u64));
         }
+        print_plan(&source, &args, c.max_seq_len)?;
     }
     let prov = provenance(&source)?;
     if !prov.is_empty() {

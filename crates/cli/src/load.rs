@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use llama31_formats::WeightFormat;
 use llama31_model::{
-    file_loading_for, Activations, FileLoading, LoadOptions, LoraAdapter, MergeInto, Model,
-    WeightMode,
+    file_loading_for, plan_for, Activations, Budget, FileLoading, KvType, LoadOptions, LoraAdapter,
+    MergeInto, Model, WeightMode, Workload,
 };
 
 use crate::source::{Source, SourceKind};
@@ -30,6 +30,15 @@ pub struct WeightArgs {
     /// gives `--dequantize`'s results (within f32 rounding) at the quantized file's memory.
     #[arg(long, value_name = "q8|bf16|f32", default_value_t = Activations::default())]
     activations: Activations,
+    /// Element type of the KV cache: `f32` (exact), `f16` or `bf16` (half the memory), `q8_0`
+    /// (ggml's 8-bit blocks, 0.27 of f32's memory; needs a key/value width that is a multiple of
+    /// 32).
+    #[arg(long, value_name = "f32|f16|bf16|q8_0", default_value_t = KvType::default())]
+    kv_type: KvType,
+    /// Memory the plan may use (weights + KV cache + buffers), e.g. `16GiB`, `512MiB`, `8G`
+    /// [default: the memory available now: MemAvailable, or the cgroup's limit if lower].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    mem_limit: Option<u64>,
     /// Map the model file (pages shared with other processes, loaded on first touch) even where
     /// it would be read into memory. Default: GGUF files multiplied in place are read into
     /// huge-page memory when they fit in half the available memory, anything else is mapped.
@@ -133,6 +142,16 @@ impl WeightArgs {
         self.activations
     }
 
+    /// The KV cache's element type.
+    pub fn kv_type(&self) -> KvType {
+        self.kv_type
+    }
+
+    /// The memory budget: `--mem-limit`, else what the machine has available.
+    pub fn budget(&self) -> Budget {
+        self.mem_limit.map_or_else(Budget::available, Budget::given)
+    }
+
     /// Whether quantized weights stay quantized.
     pub fn keep_quantized(&self) -> bool {
         self.weight_mode().keeps_quantized()
@@ -174,12 +193,68 @@ impl WeightArgs {
     }
 }
 
-/// A context length asked for on the command line (`explicit`) or a command's default.
+/// `--ctx`'s value: `auto` or a number of tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtxArg {
+    Auto,
+    Tokens(usize),
+}
+
+impl std::str::FromStr for CtxArg {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(CtxArg::Auto);
+        }
+        s.parse::<usize>()
+            .map(CtxArg::Tokens)
+            .map_err(|_| format!("{s:?} is neither `auto` nor a number of tokens"))
+    }
+}
+
+/// `SIZE` of `--mem-limit`: bytes, or a number with K/M/G/T (powers of 1024, with or without
+/// `iB`/`B`).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let digits = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 16GiB, 512MiB)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+    };
+    let bytes = n * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err(format!("{s:?} is not a usable size"));
+    }
+    Ok(bytes as u64)
+}
+
+/// A context length asked for on the command line (`explicit`), a command's default, or `auto`
+/// (the longest that fits the memory plan), with the workload it is planned for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ctx {
     pub tokens: usize,
     pub explicit: bool,
+    pub auto: bool,
+    /// Sequences and step sizes the memory plan counts.
+    pub work: Workload,
 }
+
+/// One sequence, prompts in chunks of [`llama31_engine::PREFILL_CHUNK`], one row of logits.
+const ONE_SEQUENCE: Workload = Workload {
+    sequences: 1,
+    step_rows: llama31_engine::PREFILL_CHUNK,
+    logit_rows: 1,
+};
 
 impl Ctx {
     /// A length the user asked for: past the model's trained context it is refused.
@@ -187,6 +262,8 @@ impl Ctx {
         Ctx {
             tokens,
             explicit: true,
+            auto: false,
+            work: ONE_SEQUENCE,
         }
     }
 
@@ -197,20 +274,98 @@ impl Ctx {
             None => Ctx {
                 tokens: default,
                 explicit: false,
+                auto: false,
+                work: ONE_SEQUENCE,
             },
         }
     }
 
-    /// The context to run with on `model` (a default cut to what the model supports).
+    /// `--ctx N`, or the longest context that fits (`--ctx auto`, the default).
+    pub fn or_auto(arg: Option<CtxArg>) -> Ctx {
+        match arg {
+            Some(CtxArg::Tokens(n)) => Ctx::given(n),
+            Some(CtxArg::Auto) | None => Ctx {
+                tokens: usize::MAX,
+                explicit: false,
+                auto: true,
+                work: ONE_SEQUENCE,
+            },
+        }
+    }
+
+    /// This context planned for `work`.
+    pub fn with_work(self, work: Workload) -> Ctx {
+        Ctx { work, ..self }
+    }
+
+    /// The context to run with on `model` (the planned context, or a default cut to what the
+    /// model supports).
     pub fn on(self, model: &Model) -> usize {
         self.tokens.min(model.max_seq_len())
     }
+}
+
+/// The context `ctx` resolves to for the model at `source` under the memory plan: an explicit one
+/// that does not fit is refused with the numbers, `auto` takes the longest that fits. Prints the
+/// plan.
+fn plan_ctx(source: &Source, ctx: Ctx, weights: &WeightArgs) -> Result<usize> {
+    let plan = plan_for(
+        source,
+        weights.keep_quantized(),
+        weights.kv_type,
+        ctx.work,
+        weights.budget(),
+    )?;
+    let requested = if ctx.auto {
+        None
+    } else if ctx.explicit {
+        Some(ctx.tokens)
+    } else {
+        Some(ctx.tokens.min(plan.trained))
+    };
+    let resolved = plan.fit(requested)?;
+    eprintln!("{}", plan.report(resolved));
+    if ctx.auto {
+        eprintln!(
+            "context: {resolved} tokens (auto: the longest that fits, up to the {} trained)",
+            plan.trained
+        );
+        if resolved < plan.trained {
+            // What the smaller cache types would fit.
+            let others: Vec<String> = KvType::ALL
+                .into_iter()
+                .filter(|t| t.row_bytes(1 << 10).ok() < weights.kv_type.row_bytes(1 << 10).ok())
+                .filter_map(|t| {
+                    let p = plan_for(
+                        source,
+                        weights.keep_quantized(),
+                        t,
+                        ctx.work,
+                        plan.budget.clone(),
+                    );
+                    let n = p.ok()?.fit(None).ok()?;
+                    Some(format!("--kv-type {t}: {n}"))
+                })
+                .collect();
+            if !others.is_empty() {
+                eprintln!(
+                    "  longer contexts with a smaller cache: {}",
+                    others.join(", ")
+                );
+            }
+        }
+    }
+    Ok(resolved)
 }
 
 /// Loads the model at `source`, supporting contexts up to `ctx` positions (an explicit `ctx` past
 /// the model's trained context is refused before anything is allocated), as `weights` says
 /// (quantized weights kept or dequantized, see `WeightMode`; file mapped or read).
 pub fn load_model(source: &Source, ctx: Option<Ctx>, weights: &WeightArgs) -> Result<Model> {
+    let max_seq_len = match ctx {
+        Some(c) => Some(plan_ctx(source, c, weights)?),
+        None => None,
+    };
     let start = Instant::now();
     let bar = ProgressBar::hidden();
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
@@ -238,8 +393,9 @@ pub fn load_model(source: &Source, ctx: Option<Ctx>, weights: &WeightArgs) -> Re
     bar.enable_steady_tick(std::time::Duration::from_millis(250));
     let progress_bar = bar.clone();
     let opts = LoadOptions {
-        max_seq_len: ctx.map(|c| c.tokens),
-        clamp_max_seq_len: ctx.is_some_and(|c| !c.explicit),
+        max_seq_len,
+        clamp_max_seq_len: false,
+        kv_type: weights.kv_type,
         progress: Some(Box::new(move |done, total| {
             if done <= 1 {
                 progress_bar.set_message(name.clone());

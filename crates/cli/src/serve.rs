@@ -29,10 +29,11 @@ pub struct ServeArgs {
     /// Sequences served at once (continuous batching slots).
     #[arg(long, default_value_t = 4)]
     parallel: usize,
-    /// Context per slot in tokens, prompt + completion of one request [default: 4096, or the
-    /// model's trained context if shorter]; past the model's trained context is refused.
-    #[arg(long)]
-    ctx: Option<usize>,
+    /// Context per slot in tokens, prompt + completion of one request, or `auto`: the longest
+    /// that fits the memory plan for `--parallel` slots, up to the model's trained context (the
+    /// default). A context that does not fit, or is past the trained one, is refused.
+    #[arg(long, value_name = "N|auto")]
+    ctx: Option<crate::load::CtxArg>,
     /// API key clients must send as `Authorization: Bearer KEY` (default: $LLAMA31_API_KEY; none
     /// if unset).
     #[arg(long)]
@@ -56,13 +57,22 @@ pub struct ServeArgs {
     /// this many seconds, then exit (status 0).
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     drain_timeout: u64,
+    /// Commit the KV caches' memory at startup (every slot's whole context) instead of page by
+    /// page as requests fill it: the server then fails at startup, not under load, if the memory
+    /// the plan counted is not there.
+    #[arg(long)]
+    kv_commit: bool,
     #[command(flatten)]
     weights: crate::load::WeightArgs,
 }
 
 impl ServeArgs {
     fn ctx_arg(&self) -> crate::load::Ctx {
-        crate::load::Ctx::or_default(self.ctx, 4096)
+        crate::load::Ctx::or_auto(self.ctx).with_work(llama31_model::Workload {
+            sequences: self.parallel,
+            step_rows: self.step_tokens.max(self.parallel),
+            logit_rows: self.parallel,
+        })
     }
 }
 
@@ -73,7 +83,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             args.parallel
         );
     }
-    let ctx = crate::load::Ctx::or_default(args.ctx, 4096);
+    let ctx = args.ctx_arg();
     if ctx.tokens < 2 {
         bail!("--ctx must be at least 2, got {}", ctx.tokens);
     }
@@ -213,11 +223,9 @@ fn load(source: &Source, args: &ServeArgs) -> Result<(Backend, Vec<(String, Serv
     if weights.merge_lora() && !named.is_empty() {
         bail!("--merge-lora merges the unnamed --lora adapters; served adapters (NAME=PATH) stay unmerged: pass them without --merge-lora");
     }
-    let model = Arc::new(crate::load::load_model(
-        source,
-        Some(args.ctx_arg()),
-        &weights,
-    )?);
+    let mut model = crate::load::load_model(source, Some(args.ctx_arg()), &weights)?;
+    model.set_commit_kv(args.kv_commit);
+    let model = Arc::new(model);
     let stop_tokens = default_stop_tokens(&tokenizer, &model.config().eos_token_ids);
     let vocab = model.config().vocab_size;
     let lora_model = Arc::clone(&model);
