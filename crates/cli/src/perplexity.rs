@@ -53,6 +53,17 @@ pub struct PerplexityArgs {
     kl_divergence_base: Option<PathBuf>,
 }
 
+/// What scoring chunks of `ctx` tokens runs at once: batches of `batch` rows (half a chunk under
+/// llama.cpp's protocol), each with all its logits.
+fn scoring_work(ctx: usize, batch: usize) -> llama31_model::Workload {
+    let rows = batch.max(ctx / 2).min(ctx).max(1);
+    llama31_model::Workload {
+        sequences: 1,
+        step_rows: rows,
+        logit_rows: rows,
+    }
+}
+
 fn read_text(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     String::from_utf8(bytes).with_context(|| format!("{} is not valid UTF-8", path.display()))
@@ -77,6 +88,7 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
         .context("--file is required unless --kl-divergence-base is given")?;
     let text = read_text(file)?;
     let want = crate::load::Ctx::or_default(args.ctx, 512);
+    let want = want.with_work(scoring_work(want.tokens, args.batch));
     if want.tokens < 2 {
         bail!("--ctx must be at least 2, got {}", want.tokens);
     }
@@ -202,7 +214,9 @@ fn run_kl(args: &PerplexityArgs, source: &Source, base: &Path) -> Result<()> {
     let tokenizer = source.load_tokenizer()?;
     let model = crate::load::load_model(
         source,
-        Some(crate::load::Ctx::given(header.n_ctx)),
+        Some(
+            crate::load::Ctx::given(header.n_ctx).with_work(scoring_work(header.n_ctx, args.batch)),
+        ),
         &args.weights,
     )?;
     let vocab = model.config().vocab_size;
