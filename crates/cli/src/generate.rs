@@ -10,8 +10,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use llama31_chat::{Message, PromptOptions};
 use llama31_engine::{
-    default_stop_tokens, generate_in_session, FinishReason, Generation, PromptLookup, Request,
-    SamplingParams, Session, Speculation,
+    default_stop_tokens, generate_in_session, DraftModel, FinishReason, Generation, PromptLookup,
+    Request, SamplingParams, Session, Speculation,
 };
 use llama31_model::Model;
 use llama31_tokenizer::Tokenizer;
@@ -53,9 +53,14 @@ pub struct SamplingArgs {
     /// The output is the same token for token; it is faster where the reply repeats its input.
     #[arg(long, value_name = "N")]
     lookup_ngram: Option<usize>,
+    /// Speculative decoding with a draft model: a smaller model of the same vocabulary (any
+    /// format llama31 loads) guesses the next tokens greedily in its own KV cache, and the model
+    /// checks them in one forward pass. The output is the same token for token.
+    #[arg(long, value_name = "PATH", conflicts_with = "lookup_ngram")]
+    draft_model: Option<PathBuf>,
     /// Most guesses checked per forward pass (adapts: grows while guesses are taken, shrinks
     /// and pauses while they are not).
-    #[arg(long, value_name = "K", default_value_t = 8, requires = "lookup_ngram")]
+    #[arg(long, value_name = "K", default_value_t = 8)]
     draft_max: usize,
 }
 
@@ -65,14 +70,26 @@ impl SamplingArgs {
     }
 
     /// A session for `model`, speculating if asked to.
-    fn session(&self, model: &Model) -> Result<Session<Model>> {
-        let mut session = Session::new(model, self.ctx().on(model))?;
+    fn session(&self, loaded: &Loaded) -> Result<Session<Model>> {
+        let model = &loaded.model;
+        let ctx = self.ctx().on(model);
+        let mut session = Session::new(model, ctx)?;
+        if self.draft_max == 0 {
+            bail!("--draft-max must be at least 1");
+        }
         if let Some(n) = self.lookup_ngram {
-            if n == 0 || self.draft_max == 0 {
-                bail!("--lookup-ngram and --draft-max must be at least 1");
+            if n == 0 {
+                bail!("--lookup-ngram must be at least 1");
             }
             session.speculate(Speculation::new(
                 Box::new(PromptLookup::new(n)),
+                self.draft_max,
+            ));
+        }
+        if let Some(path) = &self.draft_model {
+            let draft = load_draft(path, &loaded.tokenizer, model.config().vocab_size, ctx)?;
+            session.speculate(Speculation::new(
+                Box::new(DraftModel::new(draft, ctx)?),
                 self.draft_max,
             ));
         }
@@ -144,6 +161,46 @@ pub struct ChatArgs {
 }
 
 /// A loaded model with everything generation needs.
+/// The draft model at `path` for a model whose tokenizer is `tokenizer`, for contexts of `ctx`:
+/// refused unless its vocabulary is the same, token for token.
+fn load_draft(
+    path: &std::path::Path,
+    tokenizer: &Tokenizer,
+    target_vocab: usize,
+    ctx: usize,
+) -> Result<Model> {
+    let source = source::detect_model(path)?;
+    let theirs = source
+        .load_tokenizer()
+        .with_context(|| format!("the draft model's tokenizer ({})", path.display()))?;
+    let same = theirs.vocab_size() == tokenizer.vocab_size()
+        && (0..tokenizer.vocab_size() as u32)
+            .all(|id| theirs.token_bytes(id) == tokenizer.token_bytes(id));
+    if !same {
+        bail!(
+            "the draft model {} has another vocabulary ({} tokens) than the model ({} tokens): \
+             speculative decoding needs the same tokenizer",
+            path.display(),
+            theirs.vocab_size(),
+            tokenizer.vocab_size()
+        );
+    }
+    let model = crate::load::load_model(
+        &source,
+        Some(crate::load::Ctx::given(ctx)),
+        &crate::load::WeightArgs::default(),
+    )
+    .with_context(|| format!("loading the draft model {}", path.display()))?;
+    if model.config().vocab_size != target_vocab {
+        bail!(
+            "the draft model scores {} tokens, the model {target_vocab}: speculative decoding needs \
+             the same vocabulary",
+            model.config().vocab_size
+        );
+    }
+    Ok(model)
+}
+
 struct Loaded {
     source: Source,
     tokenizer: Tokenizer,
@@ -216,14 +273,18 @@ fn stream(
     Ok(generation)
 }
 
-fn report(g: &Generation) {
-    // Tokens after the first (which comes from the prompt's pass) per second of decoding.
+/// Tokens after the first (which comes from the prompt's pass) per second of decoding.
+fn decode_rate(g: &Generation) -> f64 {
     let secs = g.timings.decode.as_secs_f64();
-    let rate = if secs > 0.0 {
+    if secs > 0.0 {
         g.usage.completion_tokens.saturating_sub(1) as f64 / secs
     } else {
         0.0
-    };
+    }
+}
+
+fn report(g: &Generation) {
+    let rate = decode_rate(g);
     let spec = g.speculation.map_or(String::new(), |s| {
         format!(
             ", {} forward passes, {} of {} guesses taken",
@@ -291,7 +352,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         );
         ids
     };
-    let mut session = args.sampling.session(&loaded.model)?;
+    let mut session = args.sampling.session(&loaded)?;
     let g = stream(
         &loaded,
         &mut session,
@@ -313,6 +374,10 @@ pub fn run(args: RunArgs) -> Result<()> {
                 "completion_tokens": g.usage.completion_tokens,
             },
             "seed": g.seed,
+            "tok_per_s": {
+                "prompt": g.timings.prefill_tok_per_s(),
+                "decode": decode_rate(&g),
+            },
             "speculation": g.speculation.map(|s| serde_json::json!({
                 "passes": g.timings.decode_tokens,
                 "drafted": s.drafted,
@@ -352,7 +417,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         .context("installing the Ctrl-C handler")?;
     }
     // One KV cache for the whole conversation: each turn only prefills what is new.
-    let mut session = args.sampling.session(&loaded.model)?;
+    let mut session = args.sampling.session(&loaded)?;
     let mut history: Vec<Message> = Vec::new();
     if let Some(system) = &args.system {
         history.push(Message::system(system.clone()));

@@ -417,3 +417,54 @@ fn prompt_lookup_changes_passes_not_tokens() {
     assert!(accepted > 5, "{spec}");
     assert!(passes + accepted <= 48, "{spec}");
 }
+
+/// `run --draft-model`: SmolLM2 F32 drafted by its own Q4_1 file gives the same tokens as without
+/// (greedy, and sampling with a seed), in fewer forward passes; a draft model of another vocabulary
+/// is refused.
+#[test]
+fn a_draft_model_changes_passes_not_tokens() {
+    let target = fixture("SmolLM2-135M-Instruct.F32.gguf");
+    let draft = fixture("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let prompt = "Write a Python function that returns the n-th Fibonacci number.";
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "run",
+            "--model",
+            target.to_str().unwrap(),
+            "--prompt",
+            prompt,
+            "-n",
+            "40",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = llama31_ok(&args, b"");
+        serde_json::from_str(out.trim().lines().last().unwrap()).unwrap()
+    };
+    let with_draft = ["--draft-model", draft.to_str().unwrap(), "--draft-max", "6"];
+    for sampling in [&["--temp", "0"][..], &["--temp", "0.8", "--seed", "7"][..]] {
+        let plain = run(sampling);
+        let spec = run(&[sampling, &with_draft[..]].concat());
+        assert_eq!(plain["tokens"], spec["tokens"], "{sampling:?}");
+        assert!(plain["speculation"].is_null());
+        let accepted = spec["speculation"]["accepted"].as_u64().unwrap();
+        let passes = spec["speculation"]["passes"].as_u64().unwrap();
+        if sampling[1] == "0" {
+            assert!(accepted > 10, "{spec}");
+            assert!(passes + accepted <= 40, "{spec}");
+        }
+    }
+    let err = llama31_err(
+        &[
+            "run",
+            "--model",
+            target.to_str().unwrap(),
+            "--prompt",
+            "hi",
+            "--draft-model",
+            fixture("tiny/llama31-tiny-bf16.gguf").to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(err.contains("another vocabulary"), "{err}");
+}

@@ -9,6 +9,7 @@
 
 pub mod batch;
 pub mod constraint;
+pub mod draft_model;
 pub mod error;
 pub mod generate;
 pub mod kl_divergence;
@@ -30,6 +31,7 @@ pub use batch::{
     AdapterLoad, Engine, EngineConfig, EngineMetrics, Event, Sink, SubmitError, Ticket,
 };
 pub use constraint::{Constraint, ConstraintMatcher};
+pub use draft_model::DraftModel;
 pub use error::{EngineError, SamplingError};
 pub use generate::{generate, generate_in_session, Generation, Session, Timings, PREFILL_CHUNK};
 pub use kl_divergence::{

@@ -7,8 +7,8 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use llama31_engine::{
-    default_stop_tokens, generate_in_session, Generation, PromptLookup, Request, SamplingParams,
-    Session, Speculation,
+    default_stop_tokens, generate_in_session, DraftModel, Generation, PromptLookup, Request,
+    SamplingParams, Session, Speculation,
 };
 use llama31_model::{Activations, LoadOptions, LoraAdapter, Model};
 use llama31_tokenizer::Tokenizer;
@@ -145,4 +145,55 @@ fn prompt_lookup_gives_plain_decodings_tokens_tiny_with_lora() {
     // which exercises the positions a rejected guess leaves behind.
     let (drafted, _) = check(&model, &tok, "tiny + LoRA", &[(1, 4), (1, 2)]);
     assert!(drafted >= 10, "only {drafted} guesses");
+}
+
+/// A draft model gives plain decoding's tokens too: the tiny model (HF safetensors) drafted by the
+/// same weights from its GGUF with a q8_0 KV cache (guesses that are mostly, not always, right, so
+/// rejected guesses are rolled back in the draft's cache), greedy, sampled and with stop strings.
+#[test]
+fn a_draft_model_gives_plain_decodings_tokens_tiny() {
+    let dir = cache_dir().join("tiny/hf-untied");
+    let tok = Tokenizer::from_hf_json_file(&dir.join("tokenizer.json")).unwrap();
+    let opts = || LoadOptions {
+        max_seq_len: Some(1024),
+        ..Default::default()
+    };
+    let model = Model::load(&dir, opts()).unwrap();
+    let stops = default_stop_tokens(&tok, &model.config().eos_token_ids);
+    let (mut drafted, mut accepted) = (0, 0);
+    for (i, req) in requests(&tok, stops).iter().enumerate() {
+        let plain = run(&model, &tok, req, None);
+        let draft = Model::load(
+            cache_dir().join("tiny/llama31-tiny-bf16.gguf"),
+            LoadOptions {
+                kv_type: llama31_model::KvType::Q8_0,
+                ..opts()
+            },
+        )
+        .unwrap();
+        let mut session = Session::new(&model, 1024).unwrap();
+        session.speculate(Speculation::new(
+            Box::new(DraftModel::new(draft, 1024).unwrap()),
+            6,
+        ));
+        let spec = generate_in_session(&model, &tok, &mut session, req, &mut |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(spec.tokens, plain.tokens, "request {i}");
+        assert_eq!(spec.text, plain.text);
+        assert_eq!(spec.finish_reason, plain.finish_reason);
+        let st = spec.speculation.unwrap();
+        eprintln!(
+            "tiny draft request {i}: {} tokens in {} passes (plain {}), {} of {} guesses taken",
+            spec.tokens.len(),
+            spec.timings.decode_tokens,
+            plain.timings.decode_tokens,
+            st.accepted,
+            st.drafted
+        );
+        drafted += st.drafted;
+        accepted += st.accepted;
+    }
+    assert!(accepted > 20, "only {accepted} of {drafted} guesses taken");
 }
