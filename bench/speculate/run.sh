@@ -7,7 +7,7 @@
 # the 1B benchmark file (bench/llama_cpp, random weights) in F16 drafted by its Q4_K_M quantization,
 # and in Q4_K_M drafted by the tiny random Llama 3.1 (same vocabulary, unrelated weights: nearly no
 # guess is right, so this measures what a useless draft costs).
-# usage: bench/speculate/run.sh [ROUNDS]
+# usage: bench/speculate/run.sh [ROUNDS]   (ONLY=smollm2 runs the cases whose name starts so)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 CACHE="${LLAMA31_CACHE:-$HOME/.cache/llama31}"
@@ -22,6 +22,7 @@ CASES=(
   "1b-q4km/tiny|$CACHE/bench-1b-Q4_K_M.llama31.gguf|--draft-model $CACHE/tiny/llama31-tiny-bf16.gguf|raw"
 )
 for C in "${CASES[@]}"; do
+  [ -n "${ONLY:-}" ] && [[ "$C" != "$ONLY"* ]] && continue
   IFS='|' read -r NAME MODEL SPEC MODE <<< "$C"
   RAW=(); [ "$MODE" = raw ] && RAW=(--raw)
   for R in $(seq "$ROUNDS"); do

@@ -201,9 +201,10 @@ where
     let finish = match emit(&mut out, &mut seq, first, on_text) {
         Some(finish) => finish,
         None => 'gen: loop {
-            // The pending token, with guesses after it when there are any.
-            let drafted = draft(session, &seq, context);
+            // The pending token, with guesses after it when there are any. A pass's time
+            // includes the drafting (a draft model's own passes).
             let pass = Instant::now();
+            let drafted = draft(session, &seq, context);
             if drafted == 0 {
                 run(model, session, &mut seq, 1)?;
                 out.timings.decode_tokens += 1;

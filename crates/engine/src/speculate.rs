@@ -59,9 +59,10 @@ impl Drafter for PromptLookup {
 /// How many guesses to run per pass: starts at `max`, doubles (up to `max`) after a pass whose
 /// guesses were all taken, halves after a pass that took fewer than half; after passes that took
 /// none it stops drafting for a while (8 tokens, doubling up to 64), so that a drafter that never
-/// guesses right costs almost nothing. It also times itself: when passes with guesses have cost
-/// more per token they produced than passes without (running averages), drafting pauses the same
-/// way — on hardware where a pass over several tokens is expensive, speculation steps aside.
+/// guesses right costs almost nothing. It also times itself: when passes with guesses (drafting
+/// included) have cost more per token they produced than passes without (running averages),
+/// drafting pauses the same way — where a pass over several tokens, or the drafting, is
+/// expensive, speculation steps aside.
 #[derive(Debug)]
 pub struct Speculation {
     drafter: Box<dyn Drafter>,
