@@ -30,6 +30,20 @@ pub struct BenchArgs {
     /// Repetitions; the best one is reported.
     #[arg(short = 'r', long, default_value_t = 3)]
     reps: usize,
+    /// Also decode `n` tokens greedily after a prompt of `p` tokens (the text of --prompt, or
+    /// arbitrary tokens) with speculative decoding by this draft model, and without: acceptance
+    /// rate, mean guesses taken per pass and tok/s of both.
+    #[arg(long, value_name = "PATH", conflicts_with = "lookup_ngram")]
+    draft_model: Option<PathBuf>,
+    /// The same with prompt lookup over the last N tokens instead of a draft model.
+    #[arg(long, value_name = "N")]
+    lookup_ngram: Option<usize>,
+    /// Most guesses per pass for --draft-model / --lookup-ngram.
+    #[arg(long, value_name = "K", default_value_t = 8)]
+    draft_max: usize,
+    /// The prompt text of the speculative test (plain completion; default: arbitrary tokens).
+    #[arg(long)]
+    prompt: Option<String>,
     /// Print `{"pp": tok/s, "tg": tok/s}` on the last line.
     #[arg(long)]
     json: bool,
@@ -51,7 +65,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("setting up {t} threads: {e}"))?;
     }
     let source = source::detect_model(&args.model)?;
-    let ctx = args.depth + args.n_prompt.max(args.n_gen).max(1);
+    let mut ctx = args.depth + args.n_prompt.max(args.n_gen).max(1);
+    if args.draft_model.is_some() || args.lookup_ngram.is_some() {
+        // Room for the speculative test's prompt (its text's tokens, at most a few per byte)
+        // and reply.
+        let prompt = args
+            .prompt
+            .as_ref()
+            .map_or(args.n_prompt.max(1), |p| p.len() + 2);
+        ctx = ctx.max(prompt + args.n_gen + 1);
+    }
     let model =
         crate::load::load_model(&source, Some(crate::load::Ctx::given(ctx)), &args.weights)?;
     let vocab = model.config().vocab_size as u32;
@@ -118,6 +141,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
             args.n_gen, args.reps
         );
     }
+    let spec = if args.draft_model.is_some() || args.lookup_ngram.is_some() {
+        Some(speculative(&args, &source, &model)?)
+    } else {
+        None
+    };
     if args.json {
         let act = act.name();
         let adapters: Vec<String> = args
@@ -130,8 +158,98 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "{}",
             serde_json::json!({"pp": best_pp, "tg": best_tg, "activations": act,
                 "kv_type": kv.name(), "depth": d,
-                "lora": adapters, "merge_lora": args.weights.merge_lora()})
+                "lora": adapters, "merge_lora": args.weights.merge_lora(),
+                "speculative": spec})
         );
     }
     Ok(())
+}
+
+/// Greedy decoding of `n_gen` tokens after `n_prompt` with and without speculation (best of
+/// `reps` each; the replies must be the same tokens): tok/s, acceptance, guesses per pass.
+fn speculative(
+    args: &BenchArgs,
+    source: &crate::source::Source,
+    model: &llama31_model::Model,
+) -> Result<serde_json::Value> {
+    use crate::source::SourceExt;
+    use llama31_engine::{
+        generate_in_session, DraftModel, PromptLookup, Request, SamplingParams, Session,
+        Speculation,
+    };
+    let tokenizer = source.load_tokenizer()?;
+    let vocab = model.config().vocab_size as u32;
+    let prompt: Vec<u32> = match &args.prompt {
+        Some(text) => tokenizer.encode(text, true),
+        None => (0..args.n_prompt.max(1))
+            .map(|i| (i as u32).wrapping_mul(2_654_435_761) % vocab)
+            .collect(),
+    };
+    let n_gen = args.n_gen.max(1);
+    let ctx = (prompt.len() + n_gen + 1).min(model.max_seq_len());
+    let req = Request {
+        sampling: SamplingParams::greedy(),
+        max_tokens: Some(n_gen),
+        ..Request::new(prompt.clone())
+    };
+    let rate = |g: &llama31_engine::Generation| {
+        let secs = g.timings.decode.as_secs_f64();
+        if secs > 0.0 {
+            g.usage.completion_tokens.saturating_sub(1) as f64 / secs
+        } else {
+            0.0
+        }
+    };
+    let (mut plain_best, mut spec_best) = (0.0f64, 0.0f64);
+    let mut last = None;
+    for _ in 0..args.reps {
+        let mut session = Session::new(model, ctx)?;
+        let plain = generate_in_session(model, &tokenizer, &mut session, &req, &mut |_| {
+            std::ops::ControlFlow::Continue(())
+        })?;
+        plain_best = plain_best.max(rate(&plain));
+        let mut session = Session::new(model, ctx)?;
+        // A fresh draft model each repetition (its cache starts empty, like the target's).
+        let drafter: Box<dyn llama31_engine::Drafter> = match &args.draft_model {
+            Some(path) => {
+                let d =
+                    crate::generate::load_draft(path, &tokenizer, model.config().vocab_size, ctx)?;
+                Box::new(DraftModel::new(d, ctx)?)
+            }
+            None => Box::new(PromptLookup::new(args.lookup_ngram.unwrap_or(3).max(1))),
+        };
+        session.speculate(Speculation::new(drafter, args.draft_max.max(1)));
+        let spec = generate_in_session(model, &tokenizer, &mut session, &req, &mut |_| {
+            std::ops::ControlFlow::Continue(())
+        })?;
+        if spec.tokens != plain.tokens {
+            bail!("speculative decoding changed the reply: a bug, please report it");
+        }
+        spec_best = spec_best.max(rate(&spec));
+        last = Some(spec);
+    }
+    let Some(spec) = last else {
+        bail!("--reps must be at least 1");
+    };
+    let st = spec.speculation.unwrap_or_default();
+    let with_guesses = st.passes.max(1);
+    println!(
+        "speculative tg{n_gen}: {spec_best:.2} tok/s vs {plain_best:.2} plain ({:.2}x); {} of {} \
+         guesses taken ({:.0} %), {:.2} per pass with guesses; {} passes for {} tokens",
+        if plain_best > 0.0 {
+            spec_best / plain_best
+        } else {
+            0.0
+        },
+        st.accepted,
+        st.drafted,
+        100.0 * st.acceptance(),
+        st.accepted as f64 / with_guesses as f64,
+        spec.timings.decode_tokens,
+        spec.usage.completion_tokens,
+    );
+    Ok(serde_json::json!({
+        "tg": spec_best, "tg_plain": plain_best, "drafted": st.drafted, "accepted": st.accepted,
+        "acceptance": st.acceptance(), "passes": spec.timings.decode_tokens,
+    }))
 }

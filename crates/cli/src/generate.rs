@@ -163,7 +163,7 @@ pub struct ChatArgs {
 /// A loaded model with everything generation needs.
 /// The draft model at `path` for a model whose tokenizer is `tokenizer`, for contexts of `ctx`:
 /// refused unless its vocabulary is the same, token for token.
-fn load_draft(
+pub(crate) fn load_draft(
     path: &std::path::Path,
     tokenizer: &Tokenizer,
     target_vocab: usize,

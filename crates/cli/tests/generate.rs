@@ -468,3 +468,33 @@ fn a_draft_model_changes_passes_not_tokens() {
     );
     assert!(err.contains("another vocabulary"), "{err}");
 }
+
+/// `bench --draft-model`: speculative against plain greedy decoding on the same prompt, with the
+/// acceptance; the tiny model drafted by the same weights from another file takes its guesses.
+#[test]
+fn bench_reports_speculative_acceptance_and_speed() {
+    let out = llama31_ok(
+        &[
+            "bench",
+            "--model",
+            fixture("tiny/llama31-tiny-bf16.gguf").to_str().unwrap(),
+            "-p",
+            "8",
+            "-n",
+            "24",
+            "-r",
+            "1",
+            "--draft-model",
+            fixture("tiny/hf-untied").to_str().unwrap(),
+            "--json",
+        ],
+        b"",
+    );
+    assert!(out.contains("speculative tg24:"), "{out}");
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let spec = &last["speculative"];
+    assert!(spec["tg"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(spec["tg_plain"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(spec["acceptance"].as_f64().unwrap() > 0.5, "{out}");
+    assert!(spec["passes"].as_u64().unwrap() < 24, "{out}");
+}
