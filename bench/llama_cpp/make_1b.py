@@ -24,39 +24,43 @@ THETA, EPS, CTX = 500000.0, 1e-5, 131072
 SCALE, LOW, HIGH, ORIG = 32.0, 1.0, 4.0, 8192
 
 
-def rope_freqs():
+def rope_freqs(head_dim=HEAD_DIM, theta=THETA, scale=SCALE, low=LOW, high=HIGH, orig=ORIG):
     """Llama 3 frequency factors, as convert_hf_to_gguf.py's LlamaModel.generate_extra_tensors."""
-    base = 1.0 / (THETA ** (np.arange(0, HEAD_DIM, 2, dtype=np.float32) / HEAD_DIM))
-    low_wl, high_wl = ORIG / LOW, ORIG / HIGH
+    base = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim))
+    low_wl, high_wl = orig / low, orig / high
     out = []
     for f in base:
         wl = 2 * math.pi / f
         if wl < high_wl:
             out.append(1.0)
         elif wl > low_wl:
-            out.append(SCALE)
+            out.append(scale)
         else:
-            smooth = (ORIG / wl - LOW) / (HIGH - LOW)
-            out.append(1 / ((1 - smooth) / SCALE + smooth))
+            smooth = (orig / wl - low) / (high - low)
+            out.append(1 / ((1 - smooth) / scale + smooth))
     return np.array(out, dtype=np.float32)
 
 
-def main():
-    out = sys.argv[1]
+def llama_writer(out, name, layers, dim, ffn, heads, kv_heads, file_type, quantized=False):
+    """A GGUFWriter for `out` holding the `llama.*` keys of a Llama 3 model of this shape (Llama 3
+    theta, eps and context; `general.quantization_version` if `quantized`) and the tokenizer keys
+    of the tiny Llama 3.1 GGUF."""
     tiny = gguf.GGUFReader(os.path.join(CACHE, "tiny", "llama31-tiny-bf16.gguf"))
     w = gguf.GGUFWriter(out, "llama")
-    w.add_name("Llama-3.2-1B-architecture random")
-    w.add_block_count(LAYERS)
+    w.add_name(name)
+    w.add_block_count(layers)
     w.add_context_length(CTX)
-    w.add_embedding_length(DIM)
-    w.add_feed_forward_length(FFN)
-    w.add_head_count(HEADS)
-    w.add_head_count_kv(KV_HEADS)
+    w.add_embedding_length(dim)
+    w.add_feed_forward_length(ffn)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
     w.add_rope_freq_base(THETA)
     w.add_layer_norm_rms_eps(EPS)
-    w.add_rope_dimension_count(HEAD_DIM)
+    w.add_rope_dimension_count(dim // heads)
     w.add_vocab_size(VOCAB)
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    w.add_file_type(file_type)
+    if quantized:
+        w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     for field in tiny.fields.values():
         if not field.name.startswith("tokenizer."):
             continue
@@ -72,6 +76,13 @@ def main():
             w.add_string(field.name, bytes(field.parts[field.data[0]]).decode())
         else:
             w.add_key_value(field.name, field.parts[field.data[0]].tolist()[0], kind)
+    return w
+
+
+def main():
+    out = sys.argv[1]
+    w = llama_writer(out, "Llama-3.2-1B-architecture random", LAYERS, DIM, FFN, HEADS, KV_HEADS,
+                     gguf.LlamaFileType.MOSTLY_F16)
     rng = np.random.default_rng(1234)
 
     def mat(rows, cols):

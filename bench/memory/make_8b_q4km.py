@@ -17,7 +17,6 @@ so it takes about a minute and well under 1 GB of memory.
 usage: make_8b_q4km.py OUT.gguf   (needs numpy and llama.cpp's gguf-py from scripts/setup-python.sh)
 """
 
-import math
 import os
 import sys
 import time
@@ -28,9 +27,12 @@ sys.path.insert(0, os.path.join(CACHE, "llama.cpp-src", "gguf-py"))
 import numpy as np  # noqa: E402
 import gguf  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "llama_cpp"))
+from make_1b import llama_writer, rope_freqs  # noqa: E402
+
 DIM, LAYERS, HEADS, KV_HEADS, FFN, VOCAB = 4096, 32, 32, 8, 14336, 128256
 HEAD_DIM = DIM // HEADS
-THETA, EPS, CTX = 500000.0, 1e-5, 131072
+THETA = 500000.0
 SCALE, LOW, HIGH, ORIG = 8.0, 1.0, 4.0, 8192
 
 F32, Q4_K, Q6_K = gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.Q4_K, gguf.GGMLQuantizationType.Q6_K
@@ -46,23 +48,6 @@ Q4_K_DMIN = 7.5 * Q4_K_D
 # standard deviation is about 171*d for Q6_K_S = 16, which keeps d a normal (not subnormal) f16.
 Q6_K_S = 16
 Q6_K_D = 0.02 / 171
-
-
-def rope_freqs():
-    """Llama 3 frequency factors, as convert_hf_to_gguf.py's LlamaModel.generate_extra_tensors."""
-    base = 1.0 / (THETA ** (np.arange(0, HEAD_DIM, 2, dtype=np.float32) / HEAD_DIM))
-    low_wl, high_wl = ORIG / LOW, ORIG / HIGH
-    out = []
-    for f in base:
-        wl = 2 * math.pi / f
-        if wl < high_wl:
-            out.append(1.0)
-        elif wl > low_wl:
-            out.append(SCALE)
-        else:
-            smooth = (ORIG / wl - LOW) / (HIGH - LOW)
-            out.append(1 / ((1 - smooth) / SCALE + smooth))
-    return np.array(out, dtype=np.float32)
 
 
 def use_more_bits(i_layer, n_layers):
@@ -123,37 +108,8 @@ def random_blocks(rng, shape, qtype):
 def main():
     out = sys.argv[1]
     t0 = time.time()
-    tiny = gguf.GGUFReader(os.path.join(CACHE, "tiny", "llama31-tiny-bf16.gguf"))
-    w = gguf.GGUFWriter(out, "llama")
-    w.add_name("Llama-3.1-8B-architecture random")
-    w.add_block_count(LAYERS)
-    w.add_context_length(CTX)
-    w.add_embedding_length(DIM)
-    w.add_feed_forward_length(FFN)
-    w.add_head_count(HEADS)
-    w.add_head_count_kv(KV_HEADS)
-    w.add_rope_freq_base(THETA)
-    w.add_layer_norm_rms_eps(EPS)
-    w.add_rope_dimension_count(HEAD_DIM)
-    w.add_vocab_size(VOCAB)
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M)
-    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    for field in tiny.fields.values():
-        if not field.name.startswith("tokenizer."):
-            continue
-        kind = field.types[0]
-        if kind == gguf.GGUFValueType.ARRAY:
-            sub = field.types[-1]
-            if sub == gguf.GGUFValueType.STRING:
-                vals = [bytes(field.parts[i]) for i in field.data]
-            else:
-                vals = [field.parts[i].tolist()[0] for i in field.data]
-            w.add_array(field.name, vals)
-        elif kind == gguf.GGUFValueType.STRING:
-            w.add_string(field.name, bytes(field.parts[field.data[0]]).decode())
-        else:
-            w.add_key_value(field.name, field.parts[field.data[0]].tolist()[0], kind)
-    del tiny
+    w = llama_writer(out, "Llama-3.1-8B-architecture random", LAYERS, DIM, FFN, HEADS, KV_HEADS,
+                     gguf.LlamaFileType.MOSTLY_Q4_K_M, quantized=True)
 
     # Declare every tensor first, then write the data one tensor at a time: only one matrix (at most
     # output.weight, 431 MB) is ever in memory.
@@ -173,7 +129,7 @@ def main():
     for name, shape, qtype in specs:
         counts[qtype.name] = counts.get(qtype.name, 0) + 1
         if name == "rope_freqs.weight":
-            w.write_tensor_data(rope_freqs())
+            w.write_tensor_data(rope_freqs(HEAD_DIM, THETA, SCALE, LOW, HIGH, ORIG))
         elif qtype == F32:
             w.write_tensor_data(np.ones(shape, dtype=np.float32))
         else:

@@ -192,14 +192,7 @@ fn speculative(
         max_tokens: Some(n_gen),
         ..Request::new(prompt.clone())
     };
-    let rate = |g: &llama31_engine::Generation| {
-        let secs = g.timings.decode.as_secs_f64();
-        if secs > 0.0 {
-            g.usage.completion_tokens.saturating_sub(1) as f64 / secs
-        } else {
-            0.0
-        }
-    };
+    let rate = crate::generate::decode_rate;
     let (mut plain_best, mut spec_best) = (0.0f64, 0.0f64);
     let mut last = None;
     for _ in 0..args.reps {

@@ -274,7 +274,7 @@ fn stream(
 }
 
 /// Tokens after the first (which comes from the prompt's pass) per second of decoding.
-fn decode_rate(g: &Generation) -> f64 {
+pub(crate) fn decode_rate(g: &Generation) -> f64 {
     let secs = g.timings.decode.as_secs_f64();
     if secs > 0.0 {
         g.usage.completion_tokens.saturating_sub(1) as f64 / secs

@@ -105,9 +105,10 @@ fn print_plan(source: &Source, args: &InfoArgs, trained: usize) -> Result<()> {
     };
     let budget = args.weights.budget();
     let keep = args.weights.keep_quantized();
+    let base = plan_for(source, keep, KvType::F32, work, budget.clone())?;
     let mut lines = Vec::new();
     for ty in KvType::ALL {
-        let Ok(plan) = plan_for(source, keep, ty, work, budget.clone()) else {
+        let Ok(plan) = base.with_kv_type(ty) else {
             lines.push(format!(
                 "  --kv-type {ty}: not for this model's key/value width"
             ));

@@ -334,17 +334,10 @@ fn plan_ctx(source: &Source, ctx: Ctx, weights: &WeightArgs) -> Result<usize> {
             // What the smaller cache types would fit.
             let others: Vec<String> = KvType::ALL
                 .into_iter()
-                .filter(|t| t.row_bytes(1 << 10).ok() < weights.kv_type.row_bytes(1 << 10).ok())
                 .filter_map(|t| {
-                    let p = plan_for(
-                        source,
-                        weights.keep_quantized(),
-                        t,
-                        ctx.work,
-                        plan.budget.clone(),
-                    );
-                    let n = p.ok()?.fit(None).ok()?;
-                    Some(format!("--kv-type {t}: {n}"))
+                    let smaller = plan.with_kv_type(t).ok();
+                    let p = smaller.filter(|p| p.kv_per_token < plan.kv_per_token)?;
+                    Some(format!("--kv-type {t}: {}", p.fit(None).ok()?))
                 })
                 .collect();
             if !others.is_empty() {

@@ -43,13 +43,19 @@ impl<M: LanguageModel> DraftModel<M> {
         &self.model
     }
 
-    /// Runs `tokens` from position `start` and returns the greedy next token.
-    fn step(&mut self, tokens: &[u32], start: usize) -> Option<u32> {
+    /// Runs `tokens` from position `start` and returns the greedy next token (`None` without
+    /// `logits`, or after an error).
+    fn step(&mut self, tokens: &[u32], start: usize, logits: bool) -> Option<u32> {
+        let mode = if logits {
+            LogitsMode::Last
+        } else {
+            LogitsMode::None
+        };
         let run = self.model.forward_one(
             &mut self.cache,
             tokens,
             start,
-            LogitsMode::Last,
+            mode,
             &mut self.scratch,
             &mut self.logits,
         );
@@ -60,7 +66,11 @@ impl<M: LanguageModel> DraftModel<M> {
         }
         self.cached.truncate(start);
         self.cached.extend_from_slice(tokens);
-        greedy(&self.logits)
+        if logits {
+            greedy(&self.logits)
+        } else {
+            None
+        }
     }
 }
 
@@ -83,7 +93,8 @@ where
         let mut start = keep;
         let mut next = None;
         for chunk in context[keep..].chunks(crate::generate::PREFILL_CHUNK) {
-            next = self.step(chunk, start);
+            let last = start + chunk.len() == context.len();
+            next = self.step(chunk, start, last);
             start += chunk.len();
             if self.failed {
                 return;
@@ -93,7 +104,7 @@ where
             let Some(t) = next else { return };
             out.push(t);
             if i + 1 < max {
-                next = self.step(&[t], start);
+                next = self.step(&[t], start, true);
                 start += 1;
             }
         }

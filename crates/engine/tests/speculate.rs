@@ -7,8 +7,8 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use llama31_engine::{
-    default_stop_tokens, generate_in_session, DraftModel, Generation, PromptLookup, Request,
-    SamplingParams, Session, Speculation,
+    default_stop_tokens, generate_in_session, DraftModel, Drafter, Generation, PromptLookup,
+    Request, SamplingParams, Session, Speculation,
 };
 use llama31_model::{Activations, LoadOptions, LoraAdapter, Model};
 use llama31_tokenizer::Tokenizer;
@@ -23,10 +23,17 @@ fn cache_dir() -> PathBuf {
 const PASSAGE: &str = "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n\n\
 def factorial(n):\n    result = 1\n    for i in range(2, n + 1):\n        result *= i\n    return result\n";
 
-fn run(model: &Model, tok: &Tokenizer, req: &Request, spec: Option<(usize, usize)>) -> Generation {
+/// `req` on `model`, speculating with `spec` (a drafter and the most guesses per pass) if given;
+/// checks that the streamed text is the reply's.
+fn run(
+    model: &Model,
+    tok: &Tokenizer,
+    req: &Request,
+    spec: Option<(Box<dyn Drafter>, usize)>,
+) -> Generation {
     let mut session = Session::new(model, 1024).unwrap();
-    if let Some((ngram, k)) = spec {
-        session.speculate(Speculation::new(Box::new(PromptLookup::new(ngram)), k));
+    if let Some((drafter, k)) = spec {
+        session.speculate(Speculation::new(drafter, k));
     }
     let mut streamed = String::new();
     let g = generate_in_session(model, tok, &mut session, req, &mut |t| {
@@ -80,7 +87,12 @@ fn check(model: &Model, tok: &Tokenizer, what: &str, specs: &[(usize, usize)]) -
     for (i, req) in requests(tok, stops).iter().enumerate() {
         let plain = run(model, tok, req, None);
         for &(ngram, k) in specs {
-            let spec = run(model, tok, req, Some((ngram, k)));
+            let spec = run(
+                model,
+                tok,
+                req,
+                Some((Box::new(PromptLookup::new(ngram)), k)),
+            );
             assert_eq!(
                 spec.tokens, plain.tokens,
                 "{what} request {i}, ngram {ngram}, k {k}"
@@ -171,15 +183,8 @@ fn a_draft_model_gives_plain_decodings_tokens_tiny() {
             },
         )
         .unwrap();
-        let mut session = Session::new(&model, 1024).unwrap();
-        session.speculate(Speculation::new(
-            Box::new(DraftModel::new(draft, 1024).unwrap()),
-            6,
-        ));
-        let spec = generate_in_session(&model, &tok, &mut session, req, &mut |_| {
-            ControlFlow::Continue(())
-        })
-        .unwrap();
+        let drafter = Box::new(DraftModel::new(draft, 1024).unwrap());
+        let spec = run(&model, &tok, req, Some((drafter, 6)));
         assert_eq!(spec.tokens, plain.tokens, "request {i}");
         assert_eq!(spec.text, plain.text);
         assert_eq!(spec.finish_reason, plain.finish_reason);

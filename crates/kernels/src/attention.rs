@@ -144,10 +144,14 @@ pub fn attention(
             let mut sc = sc.borrow_mut();
             sc.clear();
             let mut m = f32::NEG_INFINITY;
-            let mut row = vec![0.0f32; hd];
+            // Decoded rows of an encoded cache (f32 rows are read in place).
+            let mut row = Vec::new();
+            if !matches!(k, KvRows::F32(_)) {
+                row.resize(hd, 0.0);
+            }
             for j in 0..=last {
-                read_head(k, kv_dim, j, g * hd, &mut row);
-                let s = dotf(qh, &row) * scale;
+                let kr = read_head(k, kv_dim, j, g * hd, hd, &mut row);
+                let s = dotf(qh, kr) * scale;
                 m = m.max(s);
                 sc.push(s);
             }
@@ -158,8 +162,8 @@ pub fn attention(
             }
             acc.fill(0.0);
             for (j, &e) in sc.iter().enumerate() {
-                read_head(v, kv_dim, j, g * hd, &mut row);
-                for (a, vv) in acc.iter_mut().zip(&row) {
+                let vr = read_head(v, kv_dim, j, g * hd, hd, &mut row);
+                for (a, vv) in acc.iter_mut().zip(vr) {
                     *a += e * vv;
                 }
             }
@@ -172,15 +176,23 @@ pub fn attention(
     Ok(())
 }
 
-/// Values `col .. col + out.len()` of row `row` (rows of `width` values): sizes were checked by
-/// [`attention`].
-fn read_head(rows: KvRows<'_>, width: usize, row: usize, col: usize, out: &mut [f32]) {
+/// Values `col .. col + hd` of row `row` (rows of `width` values): f32 rows in place, encoded
+/// ones decoded into `buf` (which then holds `hd` values). Sizes were checked by [`attention`].
+fn read_head<'a>(
+    rows: KvRows<'a>,
+    width: usize,
+    row: usize,
+    col: usize,
+    hd: usize,
+    buf: &'a mut [f32],
+) -> &'a [f32] {
     match rows {
-        KvRows::F32(v) => out.copy_from_slice(&v[row * width + col..][..out.len()]),
+        KvRows::F32(v) => &v[row * width + col..][..hd],
         encoded => {
-            if let Err(e) = encoded.segment(width, row, col, out) {
+            if let Err(e) = encoded.segment(width, row, col, buf) {
                 unreachable!("attention checked the cache's size: {e}")
             }
+            buf
         }
     }
 }

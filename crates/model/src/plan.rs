@@ -136,6 +136,17 @@ pub struct MemoryPlan {
     /// The model's trained context.
     pub trained: usize,
     pub budget: Budget,
+    /// Layers and key/value width (for [`MemoryPlan::with_kv_type`]).
+    n_layers: usize,
+    kv_dim: usize,
+}
+
+/// Bytes of one position of a KV cache: keys and values of every layer.
+fn kv_bytes_per_token(n_layers: usize, kv_dim: usize, kv_type: KvType) -> Result<u64> {
+    let row = kv_type
+        .row_bytes(kv_dim)
+        .map_err(|e| ModelError::Config(e.to_string()))?;
+    Ok(2 * n_layers as u64 * row as u64)
 }
 
 /// Threads whose attention tiles may each hold [`SCORES_PER_THREAD`] bytes of scores.
@@ -162,10 +173,7 @@ impl MemoryPlan {
         workload: Workload,
         budget: Budget,
     ) -> Result<MemoryPlan> {
-        let kv_row = kv_type
-            .row_bytes(config.kv_dim())
-            .map_err(|e| ModelError::Config(e.to_string()))? as u64;
-        let kv_per_token = 2 * config.n_layers as u64 * kv_row;
+        let kv_per_token = kv_bytes_per_token(config.n_layers, config.kv_dim(), kv_type)?;
         let (dim, q, kv, ffn) = (
             config.dim as u64,
             (config.n_heads * config.head_dim) as u64,
@@ -188,6 +196,18 @@ impl MemoryPlan {
             workload,
             trained: config.max_seq_len,
             budget,
+            n_layers: config.n_layers,
+            kv_dim: config.kv_dim(),
+        })
+    }
+
+    /// This plan with a KV cache of `kv_type` instead (an error where the model's key/value
+    /// width does not suit it).
+    pub fn with_kv_type(&self, kv_type: KvType) -> Result<MemoryPlan> {
+        Ok(MemoryPlan {
+            kv_per_token: kv_bytes_per_token(self.n_layers, self.kv_dim, kv_type)?,
+            kv_type,
+            ..self.clone()
         })
     }
 
@@ -297,7 +317,12 @@ impl MemoryPlan {
 /// files are mapped, not read).
 pub fn weight_bytes(source: &ModelSource, keep_quantized: bool) -> Result<u64> {
     let file = WeightFile::open_source_with(source, FileLoading::Map)?;
-    Ok(match &file {
+    held_bytes(&file, keep_quantized)
+}
+
+/// [`weight_bytes`] of an open checkpoint.
+fn held_bytes(file: &WeightFile, keep_quantized: bool) -> Result<u64> {
+    Ok(match file {
         WeightFile::Gguf(g) => g
             .tensor_infos()
             .iter()
@@ -338,14 +363,8 @@ pub fn plan_for(
 ) -> Result<MemoryPlan> {
     let file = WeightFile::open_source_with(source, FileLoading::Map)?;
     let config = Checkpoint::describe(source, &file)?.config;
-    drop(file);
-    MemoryPlan::new(
-        &config,
-        weight_bytes(source, keep_quantized)?,
-        kv_type,
-        workload,
-        budget,
-    )
+    let weights = held_bytes(&file, keep_quantized)?;
+    MemoryPlan::new(&config, weights, kv_type, workload, budget)
 }
 
 #[cfg(test)]
@@ -391,6 +410,15 @@ mod tests {
         assert_eq!(f16p.kv_bytes(131072), 16 << 30);
         let q8 = MemoryPlan::new(&config_8b(), 0, KvType::Q8_0, work(2), b).unwrap();
         assert_eq!(q8.kv_per_token, 2 * 32 * (1024 / 32 * 34));
+        let again = f32p.with_kv_type(KvType::Q8_0).unwrap();
+        assert_eq!(
+            (again.kv_per_token, again.kv_type),
+            (q8.kv_per_token, KvType::Q8_0)
+        );
+        assert_eq!(
+            again.with_kv_type(KvType::F32).unwrap().kv_per_token,
+            256 << 10
+        );
         assert_eq!(q8.kv_bytes(1000), 2 * 1000 * q8.kv_per_token);
     }
 
