@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::error::Result;
+use crate::mask::{with_masking, Masker};
 use crate::messages::{Content, Message, Role, ToolDefinition};
 use crate::system_prompt::PromptOptions;
 use crate::template::ChatTemplate;
@@ -114,23 +115,31 @@ impl ChatFormatter {
                 Ok(Rendered { text, ids })
             }
             ChatFormatter::Template(template) => {
-                let tools = opts
-                    .and_then(|o| o.tools.as_ref())
-                    .map(|t| Value::Array(t.iter().map(|d| d.raw.clone()).collect()));
                 let token_text = |id: Option<u32>| {
                     id.map(|id| String::from_utf8_lossy(&tokenizer.decode(&[id])).into_owned())
                         .unwrap_or_default()
                 };
                 let bos = token_text(tokenizer.bos_id());
                 let eos = token_text(tokenizer.eos_ids().first().copied());
-                let render = |messages: &[Message], tools: Option<&Value>| {
-                    let messages_json =
-                        Value::Array(messages.iter().map(|m| m.to_openai_json()).collect());
-                    template.render(&messages_json, tools, true, &bos, &eos, &Default::default())
+                // Request values go in masked: only the template's own text can become a
+                // control token (see `mask`).
+                let mut masker = Masker::new(tokenizer);
+                let tools = opts
+                    .and_then(|o| o.tools.as_ref())
+                    .map(|t| Value::Array(t.iter().map(|d| d.raw.clone()).collect()))
+                    .map(|t| masker.mask_value(&t))
+                    .transpose()?;
+                let as_json =
+                    |ms: &[Message]| Value::Array(ms.iter().map(|m| m.to_openai_json()).collect());
+                let render = |messages: &Value, tools: Option<&Value>| {
+                    with_masking(|| {
+                        template.render(messages, tools, true, &bos, &eos, &Default::default())
+                    })
                 };
-                let mut text = render(messages, tools.as_ref())?;
+                let masked = masker.mask_value(&as_json(messages))?;
+                let mut rendered = render(&masked, tools.as_ref())?;
                 let defs = opts.and_then(|o| o.tools.as_deref()).unwrap_or_default();
-                if !defs.is_empty() && text == render(messages, None)? {
+                if !defs.is_empty() && rendered == render(&masked, None)? {
                     // The template ignores `tools`: the model still learns of them, from the
                     // system message, in the format the tool-call parser reads.
                     tracing::info!(
@@ -138,8 +147,16 @@ impl ChatFormatter {
                         "the chat template does not render tools; their definitions go into the \
                          system message"
                     );
-                    text = render(&with_tools_in_system(messages, defs), None)?;
+                    let with_tools =
+                        masker.mask_value(&as_json(&with_tools_in_system(messages, defs)))?;
+                    rendered = render(&with_tools, None)?;
                 }
+                if !masker.is_empty() {
+                    tracing::debug!(
+                        "special-token look-alikes in the request are rendered as text"
+                    );
+                }
+                let (text, plain) = masker.unmask(&rendered);
                 let mut out = Vec::new();
                 if !ids {
                     return Ok(Rendered { text, ids: out });
@@ -149,7 +166,7 @@ impl ChatFormatter {
                         out.push(b);
                     }
                 }
-                out.extend(tokenizer.encode(&text, true));
+                out.extend(tokenizer.encode_with_plain_spans(&text, &plain));
                 Ok(Rendered { text, ids: out })
             }
         }

@@ -11,6 +11,7 @@
 pub mod dialog;
 pub mod error;
 pub mod formatter;
+mod mask;
 pub mod messages;
 pub mod pyjson;
 pub mod pythonic;

@@ -105,6 +105,11 @@ fn python_str_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 pub fn write_string(out: &mut String, s: &str, ensure_ascii: bool) {
     out.push('"');
     for c in s.chars() {
+        // A placeholder of a masked render (see `mask`) stays, as the JSON form of its text.
+        if let Some(p) = crate::mask::json_placeholder(c, ensure_ascii) {
+            out.push(p);
+            continue;
+        }
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),

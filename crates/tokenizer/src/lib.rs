@@ -26,6 +26,7 @@ mod specials;
 mod stream;
 mod unicode;
 
+use std::ops::Range;
 use std::path::Path;
 
 pub use error::TokenizerError;
@@ -184,15 +185,63 @@ impl Tokenizer {
 
     /// Encodes text; never adds BOS/EOS.
     pub fn encode(&self, text: &str, allow_special: bool) -> Vec<TokenId> {
+        self.encode_spans(text, allow_special, &[])
+    }
+
+    /// Encodes text matching special tokens (like `encode(text, true)`), except that a control
+    /// token whose text overlaps one of the byte ranges `plain` is not matched there: those bytes
+    /// are ordinary text, encoded with their neighbours as `encode(text, false)` would. `plain`
+    /// must be sorted and non-overlapping (chat templates mark the text that came from messages
+    /// this way, so a message cannot write control tokens). Non-special added tokens are matched
+    /// everywhere, as in `encode`.
+    pub fn encode_with_plain_spans(&self, text: &str, plain: &[Range<usize>]) -> Vec<TokenId> {
+        self.encode_spans(text, true, plain)
+    }
+
+    fn encode_spans(
+        &self,
+        text: &str,
+        allow_special: bool,
+        plain: &[Range<usize>],
+    ) -> Vec<TokenId> {
         let mut out = Vec::with_capacity(text.len() / 4 + 1);
         if self.meta_chunking {
+            let base = text.as_ptr() as usize;
             pretok::meta_chunks(text, &mut |chunk| {
-                self.encode_chunk(chunk, allow_special, &mut out)
+                // Chunks are slices of `text`: their offset is the distance between the pointers.
+                let offset = (chunk.as_ptr() as usize).saturating_sub(base);
+                self.encode_chunk(chunk, allow_special, plain, offset, &mut out)
             });
         } else {
-            self.encode_chunk(text, allow_special, &mut out);
+            self.encode_chunk(text, allow_special, plain, 0, &mut out);
         }
         out
+    }
+
+    /// The control tokens (special tokens matched only when special tokens are allowed): the
+    /// texts a message must not be able to produce.
+    pub fn control_tokens(&self) -> impl Iterator<Item = &str> + '_ {
+        self.specials
+            .iter()
+            .map(|(t, _)| t.as_str())
+            .filter(|t| self.match_always.get(t).is_none())
+    }
+
+    /// The first control token in `text[from..]`: `(start, end)` byte offsets.
+    pub fn find_control_token(&self, text: &str, from: usize) -> Option<(usize, usize)> {
+        let mut from = from;
+        loop {
+            let (start, end, _) = self.match_allowed.find(text, from)?;
+            if self.is_control_text(text, start, end) {
+                return Some((start, end));
+            }
+            from = start + 1;
+        }
+    }
+
+    fn is_control_text(&self, text: &str, start: usize, end: usize) -> bool {
+        text.get(start..end)
+            .is_some_and(|t| self.match_always.get(t).is_none())
     }
 
     /// Encodes text, matching special tokens (same as `encode(text, true)`).
@@ -207,7 +256,15 @@ impl Tokenizer {
         out
     }
 
-    fn encode_chunk(&self, text: &str, allow_special: bool, out: &mut Vec<TokenId>) {
+    /// `plain` holds byte ranges of the whole text; `offset` is where `text` starts in it.
+    fn encode_chunk(
+        &self,
+        text: &str,
+        allow_special: bool,
+        plain: &[Range<usize>],
+        offset: usize,
+        out: &mut Vec<TokenId>,
+    ) {
         let matcher = if allow_special {
             &self.match_allowed
         } else {
@@ -218,14 +275,24 @@ impl Tokenizer {
             return;
         }
         let mut pos = 0usize;
+        let mut from = 0usize;
         while pos < text.len() {
-            match matcher.find(text, pos) {
+            match matcher.find(text, from) {
                 Some((start, end, id)) => {
+                    if allow_special
+                        && overlaps(plain, offset + start, offset + end)
+                        && self.is_control_text(text, start, end)
+                    {
+                        // Message text: not a control token here; look further on.
+                        from = start + 1;
+                        continue;
+                    }
                     if let Some(seg) = text.get(pos..start) {
                         self.encode_plain(seg, out);
                     }
                     out.push(id);
                     pos = end;
+                    from = end;
                 }
                 None => {
                     if let Some(seg) = text.get(pos..) {
@@ -373,4 +440,11 @@ pub mod internals {
         crate::pretok::meta_chunks(text, &mut |c| v.push(c));
         v
     }
+}
+
+/// Whether `start..end` overlaps one of the sorted, non-overlapping `ranges`.
+fn overlaps(ranges: &[Range<usize>], start: usize, end: usize) -> bool {
+    // The first range that ends after `start` is the only candidate.
+    let i = ranges.partition_point(|r| r.end <= start);
+    ranges.get(i).is_some_and(|r| r.start < end)
 }

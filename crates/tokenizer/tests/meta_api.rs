@@ -194,3 +194,48 @@ fn stream_decoder_special_tokens() {
     assert_eq!(d.push(t, 128009), "<|eot_id|>");
     assert_eq!(d.push(t, u32::MAX), "");
 }
+
+#[test]
+fn plain_spans_keep_control_tokens_out_of_marked_text() {
+    for (name, t) in both() {
+        let eot = t.token_id("<|eot_id|>").unwrap();
+        // Past Meta's 25,000-character chunk: the spans are offsets of the whole text.
+        let long = "a".repeat(30_000);
+        let text = format!("<|eot_id|> {long} <|eot_id|>x<|eot_id|>");
+        let marked = 12 + long.len()..12 + long.len() + 10;
+        let got = t.encode_with_plain_spans(&text, std::slice::from_ref(&marked));
+        // The marked look-alike is text, encoded with its neighbours as ordinary text.
+        let mut want = vec![eot];
+        want.extend(t.encode(&format!(" {long} <|eot_id|>x"), false));
+        want.push(eot);
+        assert!(
+            got == want,
+            "{name}: {} ids, want {}",
+            got.len(),
+            want.len()
+        );
+        assert_eq!(t.decode_lossy(&got), text, "{name}");
+        // Without spans, the same as parsing special tokens everywhere.
+        let parsed = t.encode(&text, true);
+        assert_eq!(parsed.iter().filter(|&&i| i == eot).count(), 3);
+        assert!(t.encode_with_plain_spans(&text, &[]) == parsed, "{name}");
+        // A span touching only a neighbour of a control token leaves the token alone.
+        assert!(
+            t.encode_with_plain_spans(&text, &[0..0, 10..11]) == parsed,
+            "{name}"
+        );
+        // A span overlapping one byte of a control token turns it into text.
+        assert_ne!(
+            t.encode_with_plain_spans(&text, std::slice::from_ref(&(9..10)))
+                .first(),
+            Some(&eot),
+            "{name}"
+        );
+        assert_eq!(t.control_tokens().count(), 256, "{name}");
+        assert_eq!(
+            t.find_control_token("ab<|eot_id|>", 0),
+            Some((2, 12)),
+            "{name}"
+        );
+    }
+}
