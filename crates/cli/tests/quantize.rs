@@ -75,3 +75,77 @@ fn hf_tied_f16_to_gguf_keeps_the_model() {
 fn meta_shards_to_bf16_gguf_keep_the_model() {
     converted_nll_matches("meta-mp2", "BF16", "hf-untied");
 }
+
+/// Runs `llama31 quantize SRC DIR/out.gguf --type f16` with a tmpfs of `size` bytes mounted on
+/// `dir` (in a user + mount namespace of its own: no privileges needed, nothing left mounted).
+/// Returns the command's output and exit code and what the tmpfs held afterwards.
+fn quantize_on_tmpfs(
+    src: &std::path::Path,
+    dir: &std::path::Path,
+    size: u64,
+) -> (String, i32, String) {
+    let script = r#"mount -t tmpfs -o size="$SIZE" tmpfs "$DIR" || exit 90
+"$BIN" quantize "$SRC" "$DIR/out.gguf" --type f16 >"$LOG" 2>&1
+echo "$?" >>"$LOG.rc"
+ls -lA "$DIR" >"$LOG.ls""#;
+    let log = dir.with_extension("log");
+    let status = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", script])
+        .env("SIZE", size.to_string())
+        .env("DIR", dir)
+        .env("BIN", env!("CARGO_BIN_EXE_llama31"))
+        .env("SRC", src)
+        .env("LOG", &log)
+        .status()
+        .expect("unshare (util-linux) runs");
+    assert!(
+        status.success(),
+        "could not mount a tmpfs in a namespace: {status}"
+    );
+    let read = |ext: &str| std::fs::read_to_string(format!("{}{ext}", log.display())).unwrap();
+    let rc = read(".rc").trim().parse().unwrap();
+    (read(""), rc, read(".ls"))
+}
+
+#[test]
+fn a_full_disk_leaves_no_file_that_looks_complete() {
+    let src = fixture("tiny/hf-tied");
+    let tmp = tempfile::tempdir().unwrap();
+    // The output's size, written to an ordinary directory.
+    let full = tmp.path().join("full.gguf");
+    llama31_ok(
+        &[
+            "quantize",
+            src.to_str().unwrap(),
+            full.to_str().unwrap(),
+            "--type",
+            "f16",
+        ],
+        b"",
+    );
+    let bytes = std::fs::metadata(&full).unwrap().len();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&full).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode & 0o644,
+        0o644,
+        "readable like any written file: {mode:o}"
+    );
+
+    // Half the room it needs: the write fails, the error says why, nothing is left.
+    let small = tmp.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let (out, rc, ls) = quantize_on_tmpfs(&src, &small, (bytes / 2).max(4096));
+    assert_ne!(rc, 0, "{out}");
+    assert!(out.contains("No space left on device"), "{out}");
+    assert!(!ls.contains("out.gguf"), "a file is left: {ls}");
+    assert!(!ls.contains(".partial"), "a temporary file is left: {ls}");
+
+    // Room enough: the same command writes the same bytes, and only the output.
+    let big = tmp.path().join("big");
+    std::fs::create_dir(&big).unwrap();
+    let (out, rc, ls) = quantize_on_tmpfs(&src, &big, bytes * 2 + (1 << 20));
+    assert_eq!(rc, 0, "{out}");
+    assert!(ls.contains("out.gguf") && !ls.contains(".partial"), "{ls}");
+    assert!(ls.contains(&bytes.to_string()), "{ls}");
+}

@@ -115,8 +115,8 @@ fn overlaps(input: &Path, output: &Path) -> bool {
     out == inp || (inp.is_dir() && out.starts_with(&inp))
 }
 
-/// Converts and quantizes `input` into a new GGUF file at `output` (written to `output.partial`,
-/// then renamed). `on_tensor` is called after each tensor.
+/// Converts and quantizes `input` into a new GGUF file at `output` (written to a new temporary
+/// file `.NAME.XXXXXX.partial` beside it, synced, then renamed). `on_tensor` is called after each tensor.
 pub fn quantize(
     input: &Path,
     output: &Path,
@@ -211,16 +211,40 @@ pub fn quantize_merged(
         writer.add_tensor_info(t.name.clone(), to, &t.shape);
     }
 
-    let partial = PathBuf::from(format!("{}.partial", output.display()));
-    let result = write_all(&inp, &planned.types, &merges, &writer, &partial, on_tensor);
-    let tensors = match result {
-        Ok(t) => t,
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            return Err(e);
-        }
+    // A new file of its own next to the output (created exclusively: never an existing file or
+    // link), synced, then renamed over the output: an interrupted or failed write (a full disk)
+    // never leaves a file under the output's name, and the temporary file is removed on error.
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
     };
-    std::fs::rename(&partial, output).map_err(io_err(output))?;
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".partial");
+    #[cfg(unix)]
+    {
+        // rw-r--r-- like a file written with `File::create`, not the temporary file's 0600.
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let mut partial = builder.tempfile_in(&dir).map_err(io_err(output))?;
+    let partial_path = partial.path().to_path_buf();
+    let tensors = write_all(
+        &inp,
+        &planned.types,
+        &merges,
+        &writer,
+        partial.as_file_mut(),
+        &partial_path,
+        on_tensor,
+    )?;
+    partial
+        .persist(output)
+        .map_err(|e| io_err(output)(e.error))?;
     let file_bytes = std::fs::metadata(output).map_err(io_err(output))?.len();
     Ok(QuantizeReport {
         tensors,
@@ -234,11 +258,11 @@ fn write_all(
     types: &[DType],
     merges: &HashMap<String, Vec<(LoraTerm, f32)>>,
     writer: &GgufWriter<'_>,
+    file: &mut std::fs::File,
     path: &Path,
     on_tensor: &mut dyn FnMut(&Progress<'_>),
 ) -> Result<Vec<TensorReport>> {
-    let f = std::fs::File::create(path).map_err(io_err(path))?;
-    let mut w = std::io::BufWriter::with_capacity(8 << 20, f);
+    let mut w = std::io::BufWriter::with_capacity(8 << 20, &mut *file);
     writer.write_header_to(&mut w)?;
     let total = inp.tensors.len();
     let mut reports = Vec::with_capacity(total);
@@ -295,5 +319,8 @@ fn write_all(
         }
     }
     w.flush().map_err(io_err(path))?;
+    drop(w);
+    // On disk before the rename makes it visible under the output's name.
+    file.sync_all().map_err(io_err(path))?;
     Ok(reports)
 }
