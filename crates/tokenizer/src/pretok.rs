@@ -2,6 +2,9 @@
 //! other (llama.cpp's `unicode_regex_split` / Hugging Face `Split` with `Isolated` behaviour: text
 //! between matches is kept as its own piece).
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use crate::llama3_split::split_llama3;
 use crate::unicode::py_isspace;
 use crate::TokenizerError;
@@ -45,10 +48,25 @@ impl PreTokenizer {
 }
 
 pub(crate) fn compile(pattern: &str) -> Result<fancy_regex::Regex, TokenizerError> {
-    fancy_regex::Regex::new(pattern).map_err(|e| TokenizerError::BadRegex {
+    // Compiling a pre-tokenizer pattern takes milliseconds; a process that loads several
+    // tokenizers (a draft model, adapters, tests, a fuzzer) compiles each pattern once. Bounded:
+    // patterns come from files.
+    const CACHED: usize = 32;
+    static CACHE: OnceLock<Mutex<HashMap<String, fancy_regex::Regex>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(re) = cache.lock().ok().and_then(|c| c.get(pattern).cloned()) {
+        return Ok(re);
+    }
+    let re = fancy_regex::Regex::new(pattern).map_err(|e| TokenizerError::BadRegex {
         pattern: pattern.to_string(),
         message: e.to_string(),
-    })
+    })?;
+    if let Ok(mut c) = cache.lock() {
+        if c.len() < CACHED {
+            c.insert(pattern.to_string(), re.clone());
+        }
+    }
+    Ok(re)
 }
 
 /// Splits `text` by one regex: every match is a piece, and so is the text between matches.
