@@ -13,3 +13,6 @@ cargo test --workspace --release "$@"
 
 # The official `openai` Python client against a real `llama31 serve`.
 bash scripts/test-openai.sh
+
+# The chat page in headless Chromium (Debian's packages, installed when missing) with Selenium.
+bash scripts/test-browser.sh
