@@ -199,13 +199,14 @@ def reply_streams_with_token_counts(d):
     )[0]
     final = msg.find_element(By.CSS_SELECTOR, ".content").text
     assert final.strip(), "empty reply"
-    snaps = [s for s in d.execute_script("return window.__snaps") if s.strip()]
-    partial = sorted(set(snaps), key=len)
-    assert len(partial) >= 3, f"the reply did not stream: {partial}"
-    assert len(partial[0]) < len(final), partial
-    assert partial[0].strip() and final.replace("\n", "").startswith(
-        partial[0].replace("\n", "").rstrip()[:8]
-    ), (partial[0], final)
+    # Text was on the page while the reply was still streaming (the long reply of the next test
+    # shows it growing).
+    partial = sorted({s for s in d.execute_script("return window.__snaps") if s.strip()}, key=len)
+    assert partial, "nothing was shown while the reply streamed"
+    assert final.replace("\n", "").startswith(partial[0].replace("\n", "").strip()[:8]), (
+        partial,
+        final,
+    )
     meta = msg.find_element(By.CSS_SELECTOR, ".meta").text
     m = re.fullmatch(
         r"(\d+) prompt tokens · (\d+) completion tokens · ([\d.]+) tok/s · first token ([\d.]+) s",
@@ -253,7 +254,8 @@ def reply_streams_with_token_counts(d):
 
 @test
 def stop_cancels_the_request_on_the_server(d):
-    set_settings(d, max_tokens="1500", temperature="0.8")
+    # Greedy, this prompt runs to the 1,500 tokens: it is still streaming when stopped.
+    set_settings(d, max_tokens="1500", temperature="0")
     try:
         stop_a_long_reply(d)
     finally:
@@ -263,14 +265,18 @@ def stop_cancels_the_request_on_the_server(d):
 def stop_a_long_reply(d):
     by_id(d, "new-chat").click()
     cancelled = metric("llama31_cancelled_total")
+    d.execute_script(RECORD)
     send(d, "Write a very long story about a dragon who learns to cook. Make it at least 2000 words.")
     live = "article.msg.assistant[data-state=streaming] .content"
     wait_for(
         lambda: len(d.execute_script(f"return document.querySelector('{live}')?.textContent || ''"))
-        > 40,
+        > 200,
         "some streamed text",
         timeout=60,
     )
+    # The reply grew on the page while it streamed.
+    lengths = sorted({len(s) for s in d.execute_script("return window.__snaps") if s.strip()})
+    assert len(lengths) >= 3, f"the reply did not stream: {lengths}"
     assert metric("llama31_active_slots") == 1, "the reply is not running on the server"
     by_id(d, "stop").click()
     msg = wait_for(
@@ -279,7 +285,7 @@ def stop_a_long_reply(d):
         timeout=10,
     )[0]
     text = msg.find_element(By.CSS_SELECTOR, ".content").text
-    assert len(text) > 40, text
+    assert len(text) > 200, text
     assert msg.find_element(By.CSS_SELECTOR, ".meta").text.startswith("Stopped · ~")
     # The server noticed the closed connection: the sequence was cancelled and its slot freed.
     wait_for(lambda: metric("llama31_active_slots") == 0, "the slot to be freed", timeout=10)
