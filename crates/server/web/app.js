@@ -576,12 +576,28 @@
       btn.textContent = label;
       setTimeout(() => (btn.textContent = "Copy"), 1500);
     };
-    if (navigator.clipboard) {
+    if (navigator.clipboard && window.isSecureContext) {
       navigator.clipboard.writeText(code.textContent).then(
         () => done("Copied"),
         () => done("Copy failed")
       );
+      return;
     }
+    // Plain http from another host has no clipboard API: copy through a selection.
+    const area = document.createElement("textarea");
+    area.value = code.textContent;
+    area.setAttribute("readonly", "");
+    area.className = "offscreen";
+    document.body.appendChild(area);
+    area.select();
+    let ok = false;
+    try {
+      ok = document.execCommand("copy");
+    } catch (e) {
+      ok = false;
+    }
+    area.remove();
+    done(ok ? "Copied" : "Copy failed");
   });
 
   // Settings.
