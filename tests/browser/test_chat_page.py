@@ -439,6 +439,16 @@ def markdown_is_rendered_and_html_is_not(d):
     ]
     assert "words" in {e.text for e in code[0].find_elements(By.CSS_SELECTOR, ".tok-fn")}
     assert code[0].get_attribute("textContent").startswith("from pathlib import Path\n\ndef words")
+    # Copy puts the code on the clipboard (pasted back into the message box to read it).
+    copy = q(".codeblock .copy")[0]
+    copy.click()
+    wait_for(lambda: copy.text == "Copied", "the copy confirmation", timeout=5)
+    box = by_id(d, "input")
+    box.click()
+    box.send_keys(Keys.CONTROL, "v")
+    pasted = box.get_attribute("value")
+    box.clear()
+    assert pasted == code[0].get_attribute("textContent"), pasted
     assert [e.text for e in q("ol > li")][0] == "First step"
     assert [e.text for e in q("ol ul > li")] == ["nested point"]
     assert [e.text for e in q("table th")] == ["Method", "Lines"]
