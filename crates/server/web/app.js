@@ -17,6 +17,7 @@
     max_tokens: "",
     seed: "",
     tools: "",
+    tool_choice: "",
     model: "",
   };
 
@@ -363,6 +364,7 @@
     if (settings.tools.trim()) {
       try {
         body.tools = JSON.parse(settings.tools);
+        if (settings.tool_choice) body.tool_choice = settings.tool_choice;
       } catch (e) {
         // Checked when saved; a broken value is left out.
       }
@@ -608,6 +610,7 @@
     max_tokens: "set-max-tokens",
     seed: "set-seed",
     tools: "set-tools",
+    tool_choice: "set-tool-choice",
   };
   $("open-settings").addEventListener("click", () => {
     for (const [k, id] of Object.entries(FIELDS)) $(id).value = settings[k] || "";
