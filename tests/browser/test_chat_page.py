@@ -23,6 +23,7 @@ from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.select import Select  # noqa: E402
 
 URL, KEY = sys.argv[1].rstrip("/"), sys.argv[2]
 SHOTS = os.environ.get("SCREENSHOTS")
@@ -124,6 +125,9 @@ def set_settings(d, **fields):
     wait_for(lambda: by_id(d, "settings").get_attribute("open") is not None, "settings dialog")
     for k, v in fields.items():
         e = by_id(d, "set-" + k.replace("_", "-"))
+        if e.tag_name == "select":
+            Select(e).select_by_value(v)
+            continue
         e.clear()
         e.send_keys(str(v))
     by_id(d, "settings-save").click()
@@ -491,6 +495,49 @@ def markdown_is_rendered_and_html_is_not(d):
     }, result
     assert stored["messages"][5]["role"] == "assistant" and "error" not in stored["messages"][5]
     assert not by_id(d, "tool-result").is_displayed()
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+@test
+def streamed_tool_call_is_shown_as_a_call(d):
+    by_id(d, "new-chat").click()
+    set_settings(d, tools=json.dumps([WEATHER_TOOL]), tool_choice="required")
+    try:
+        send(d, "What is the weather in Paris?")
+        msg = wait_for(
+            lambda: d.find_elements(By.CSS_SELECTOR, "article.msg.assistant[data-state=done]"),
+            "the reply",
+            timeout=60,
+        )[0]
+        call = msg.find_element(By.CSS_SELECTOR, ".tool-call")
+        assert call.find_element(By.CSS_SELECTOR, ".tool-name").text == "get_weather"
+        args = json.loads(call.find_element(By.CSS_SELECTOR, "pre").text)
+        assert isinstance(args.get("city"), str), args
+        assert msg.find_element(By.CSS_SELECTOR, ".content").text == ""
+        assert re.search(r"\d+ completion tokens", msg.find_element(By.CSS_SELECTOR, ".meta").text)
+        conv = next(
+            c for c in local(d, "llama31.conversations") if c["title"].startswith("What is the weather")
+        )
+        calls = conv["messages"][1]["tool_calls"]
+        assert len(calls) == 1 and calls[0]["id"].startswith("call_"), calls
+        assert json.loads(calls[0]["function"]["arguments"]) == args
+        assert by_id(d, "tool-result").is_displayed()
+    finally:
+        set_settings(d, tools="", tool_choice="")
+    assert local(d, "llama31.settings")["tools"] == ""
 
 
 def main():
