@@ -156,7 +156,6 @@
       }
       for (const q of spec.quotes) {
         if (code.startsWith(q, i)) {
-          // A Rust lifetime or char ('a) is not a string start.
           let j = i + q.length;
           while (j < n) {
             if (code[j] === "\\" && q.length === 1) {
