@@ -497,6 +497,72 @@ def markdown_is_rendered_and_html_is_not(d):
     assert not by_id(d, "tool-result").is_displayed()
 
 
+A = '<a href="{0}" target="_blank" rel="noopener noreferrer nofollow">{1}</a>'
+# Markdown as a model writes it -> the exact HTML the renderer makes of it.
+RENDERINGS = [
+    (
+        "***both*** and **bold _it_**",
+        "<p><strong><em>both</em></strong> and <strong>bold <em>it</em></strong></p>",
+    ),
+    ("snake_case_name and 2 * 3 * 4", "<p>snake_case_name and 2 * 3 * 4</p>"),
+    # A fence still open (the reply is streaming) is already a code block.
+    (
+        '```rust\nfn main() {\n    let s = "hi";',
+        '<div class="codeblock"><div class="codehead"><span class="lang">rust</span>'
+        '<button class="copy" type="button">Copy</button></div><pre><code data-lang="rust">'
+        '<span class="tok-kw">fn</span> <span class="tok-fn">main</span>() {\n    '
+        '<span class="tok-kw">let</span> s = <span class="tok-str">"hi"</span>;</code></pre></div>',
+    ),
+    (
+        "See https://example.com/a_b. Or <https://x.org>.",
+        "<p>See "
+        + A.format("https://example.com/a_b", "https://example.com/a_b")
+        + ". Or "
+        + A.format("https://x.org", "https://x.org")
+        + ".</p>",
+    ),
+    # No script URLs, no images (a link to the picture instead).
+    (
+        "[x](javascript:alert(1)) ![pic](https://x.org/p.png) [y](data:text/html,hi)",
+        '<p><span class="unsafe-link">x</span> '
+        + A.format("https://x.org/p.png", "pic")
+        + ' <span class="unsafe-link">y</span></p>',
+    ),
+    (
+        "`<b>not bold</b>` and ``a ` b``",
+        "<p><code>&lt;b&gt;not bold&lt;/b&gt;</code> and <code>a ` b</code></p>",
+    ),
+    ("3. three\n4. four", '<ol start="3"><li>three</li><li>four</li></ol>'),
+    (
+        "## Title ##\nText\n---\n> quote\n> more",
+        "<h2>Title</h2><p>Text</p><hr><blockquote><p>quote<br>more</p></blockquote>",
+    ),
+    ("- a\n  1. one\n  2. two", "<ul><li>a<ol><li>one</li><li>two</li></ol></li></ul>"),
+    (
+        "| a | b |\n|---|:-:|\n| 1 | 2 |",
+        '<div class="table-wrap"><table><thead><tr><th>a</th><th class="align-center">b</th>'
+        '</tr></thead><tbody><tr><td>1</td><td class="align-center">2</td></tr></tbody>'
+        "</table></div>",
+    ),
+    ("\\*not em\\* <i>x</i>", "<p>*not em* &lt;i&gt;x&lt;/i&gt;</p>"),
+]
+
+
+@test
+def markdown_renderings(d):
+    render = (
+        "const e = document.createElement('div');"
+        "Markdown.render(arguments[0], e);"
+        "return e.innerHTML;"
+    )
+    wrong = []
+    for src, want in RENDERINGS:
+        got = d.execute_script(render, src)
+        if got != want:
+            wrong.append(f"{src!r}\n  got  {got}\n  want {want}")
+    assert not wrong, "\n".join(wrong)
+
+
 WEATHER_TOOL = {
     "type": "function",
     "function": {
