@@ -14,5 +14,8 @@ cargo test --workspace --release "$@"
 # The official `openai` Python client against a real `llama31 serve`.
 bash scripts/test-openai.sh
 
+# The chat page in headless Chromium (Debian's packages, installed when missing) with Selenium.
+bash scripts/test-browser.sh
+
 # Every fuzz target for 30 s under AddressSanitizer (the smoke run; fuzz/run.sh SECONDS for more).
 bash fuzz/run.sh 30

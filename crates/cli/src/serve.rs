@@ -143,7 +143,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                         }
                     }
                     loader_state.set_backend(backend);
-                    eprintln!("llama31 serve: model loaded, ready");
+                    eprintln!("llama31 serve: model loaded, ready (chat page: http://{addr}/)");
                 }
                 Ok(Err(e)) => {
                     eprintln!("error: {e:#}");

@@ -1,7 +1,7 @@
 //! llama31's OpenAI-compatible HTTP server: `/v1/chat/completions` (tools, streaming, JSON
 //! schema output), `/v1/completions`, `/v1/models`, `/health`, `/metrics`, `/tokenize`,
 //! `/detokenize`, LoRA adapters as models (`/v1/load_lora_adapter`, `/v1/unload_lora_adapter`),
-//! on top of the continuous-batching [`Engine`].
+//! on top of the continuous-batching [`Engine`]; a chat page for the browser at `/` ([`web`]).
 //!
 //! [`app`] builds the router from an [`AppState`]; the binary binds it (tests bind
 //! `127.0.0.1:0`). The state starts without a model (`/health` answers 503 while loading) and
@@ -18,6 +18,7 @@ pub mod params;
 pub mod run;
 pub mod stream;
 pub mod tools;
+pub mod web;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -200,7 +201,8 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The router: every endpoint, authentication (all but `/health`), OpenAI-shaped 404/405.
+/// The router: every endpoint, authentication (all but the probes and the chat page),
+/// OpenAI-shaped 404/405.
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::handler))
@@ -217,6 +219,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/health", get(misc::health))
         .route("/ready", get(misc::ready))
         .route("/live", get(misc::live))
+        .merge(web::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
