@@ -471,7 +471,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
             Err(e) => {
                 // A reply that cannot be produced (e.g. the conversation outgrew the context)
                 // is reported; the conversation stays usable (/reset).
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", crate::report::error_line(&e));
                 history.pop();
             }
         }

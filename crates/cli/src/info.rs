@@ -193,7 +193,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
                 println!("    {line}");
             }
         }
-        Err(e) => println!("chat format: none ({e:#})"),
+        Err(e) => println!("chat format: none ({})", crate::report::error_line(&e)),
     }
 
     if !source.is_tokenizer_only() {

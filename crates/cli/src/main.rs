@@ -8,6 +8,7 @@ mod load;
 mod perplexity;
 mod prompt;
 mod quantize;
+mod report;
 mod serve;
 mod source;
 mod tokenize;
@@ -72,7 +73,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", report::error_line(&err));
             ExitCode::from(2)
         }
     }

@@ -146,7 +146,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                     eprintln!("llama31 serve: model loaded, ready (chat page: http://{addr}/)");
                 }
                 Ok(Err(e)) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", crate::report::error_line(&e));
                     std::process::exit(2);
                 }
                 Err(_) => {
@@ -215,7 +215,10 @@ fn load(source: &Source, args: &ServeArgs) -> Result<(Backend, Vec<(String, Serv
     let formatter = match source.chat_format(&tokenizer) {
         Ok(f) => Some(f),
         Err(e) => {
-            tracing::warn!("chat completions disabled: {e:#}");
+            tracing::warn!(
+                "chat completions disabled: {}",
+                crate::report::error_line(&e)
+            );
             None
         }
     };
@@ -230,7 +233,7 @@ fn load(source: &Source, args: &ServeArgs) -> Result<(Backend, Vec<(String, Serv
     let vocab = model.config().vocab_size;
     let lora_model = Arc::clone(&model);
     let loader: LoraLoader = Arc::new(move |name: &str, path: &Path| {
-        load_adapter(&lora_model, name, path, 1.0).map_err(|e| format!("{e:#}"))
+        load_adapter(&lora_model, name, path, 1.0).map_err(|e| crate::report::error_line(&e))
     });
     let mut served = Vec::new();
     for spec in &named {
