@@ -58,7 +58,7 @@ enum Transfer {
 
 impl Client {
     /// A client for `endpoint` (`https://huggingface.co` or a mirror), sending `token` as
-    /// `Authorization: Bearer` to the endpoint's host only; an interrupted transfer is resumed
+    /// `Authorization: Bearer` to the endpoint's origin only; an interrupted transfer is resumed
     /// `retries` times before giving up.
     pub fn new(endpoint: &str, token: Option<String>, retries: u32) -> Result<Client> {
         let endpoint = Url::parse(endpoint.trim_end_matches('/'))
@@ -100,7 +100,8 @@ impl Client {
     }
 
     /// Sends a request, following redirects (all of them, or only relative ones as the hub's
-    /// metadata requests do); the token goes only to the origin the request started at.
+    /// metadata requests do); the token goes only to the endpoint's origin, never to the host a
+    /// redirect leads to (the CDN).
     fn send(
         &self,
         method: &str,
@@ -118,7 +119,7 @@ impl Client {
                 req = req.set("Range", &format!("bytes={from}-"));
             }
             if let Some(token) = &self.token {
-                if url.origin() == start.origin() {
+                if url.origin() == self.endpoint.origin() {
                     req = req.set("Authorization", &format!("Bearer {token}"));
                 } else {
                     tracing::debug!(
