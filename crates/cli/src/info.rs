@@ -12,7 +12,7 @@ use llama31_chat::ChatFormatter;
 
 #[derive(Args)]
 pub struct InfoArgs {
-    /// A .gguf file, an HF model dir or a Meta model dir.
+    /// A .gguf file, an HF or Meta model dir, or hf://ORG/NAME[:QUANT|/FILE] (`llama31 pull`).
     #[arg(long)]
     model: PathBuf,
     /// Plan memory for this many sequences at once (`serve --parallel`).

@@ -131,10 +131,12 @@ impl Client {
             let resp = match req.call() {
                 Ok(r) | Err(ureq::Error::Status(_, r)) => r,
                 Err(ureq::Error::Transport(t)) => {
+                    let text = t.to_string();
+                    let message = text.strip_prefix(&format!("{url}: ")).unwrap_or(&text);
                     return Err(Error::Network {
                         url: url.to_string(),
-                        message: t.to_string(),
-                    })
+                        message: message.to_string(),
+                    });
                 }
             };
             if !matches!(resp.status(), 301 | 302 | 303 | 307 | 308) {
