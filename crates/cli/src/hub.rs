@@ -13,12 +13,12 @@ use llama31_hub::{is_hub_spec, Hub, Progress, Resolved, Spec, Target};
 /// anything else is returned as is.
 pub fn resolve(path: &Path) -> Result<PathBuf> {
     match path.to_str().filter(|s| is_hub_spec(s)) {
-        Some(spec) => Ok(fetch(spec)?.path),
+        Some(spec) => Ok(fetch(spec, false)?.path),
         None => Ok(path.to_path_buf()),
     }
 }
 
-fn fetch(spec: &str) -> Result<Resolved> {
+fn fetch(spec: &str, announce_cached: bool) -> Result<Resolved> {
     let spec = Spec::parse(spec)?;
     let hub = Hub::from_env()?;
     let mut bars = Bars::default();
@@ -34,6 +34,8 @@ fn fetch(spec: &str) -> Result<Resolved> {
             HumanBytes(got.downloaded),
             hub.cache().root().display()
         );
+    } else if announce_cached {
+        eprintln!("{spec}: already in the cache at {short}");
     } else {
         tracing::info!("{spec}: cached at {short}");
     }
@@ -83,7 +85,7 @@ impl Progress for Bars {
     fn finish(&mut self, file: &str) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
-            eprintln!("{file}: {} verified", HumanBytes(bar.position()));
+            eprintln!("{file}: {} downloaded", HumanBytes(bar.position()));
         }
     }
 }
@@ -99,7 +101,7 @@ pub struct PullArgs {
 
 /// Fetches a model into the cache and prints its local path.
 pub fn pull(args: PullArgs) -> Result<()> {
-    let got = fetch(&args.spec)?;
+    let got = fetch(&args.spec, true)?;
     println!("{}", got.path.display());
     Ok(())
 }

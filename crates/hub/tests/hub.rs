@@ -361,6 +361,64 @@ fn missing_repos_files_and_quants_are_named() {
 }
 
 #[test]
+fn a_renamed_repo_is_followed_through_relative_redirects() {
+    let repo = gguf_repo();
+    let q8 = repo.files[2].data.clone();
+    let emu = Emulator::start(vec![repo]);
+    emu.rename("old-org/Tiny-GGUF", "test-org/Tiny-GGUF");
+    let tmp = tempfile::tempdir().unwrap();
+    let got = hub(&emu, tmp.path(), Some(TOKEN))
+        .resolve(&spec("hf://old-org/Tiny-GGUF:Q8_0"), &mut ())
+        .unwrap();
+    assert_eq!(fs::read(&got.path).unwrap(), *q8);
+    assert!(
+        got.path
+            .starts_with(repo_dir(tmp.path(), "old-org/Tiny-GGUF")),
+        "cached under the name asked for"
+    );
+    let heads: Vec<String> = emu
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "HEAD")
+        .map(|s| s.path)
+        .collect();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    assert!(heads[0].starts_with("/old-org/Tiny-GGUF/resolve/"));
+    assert!(heads[1].starts_with("/test-org/Tiny-GGUF/resolve/"));
+    // same host: the token follows a relative redirect
+    assert!(emu
+        .seen()
+        .iter()
+        .filter(|s| s.server == "hub")
+        .all(|s| s.headers.contains_key("authorization")));
+}
+
+#[test]
+fn answers_the_client_cannot_use_are_typed_errors() {
+    let emu = Emulator::start(vec![gguf_repo()]);
+    let tmp = tempfile::tempdir().unwrap();
+    let s = spec("hf://test-org/Tiny-GGUF:Q8_0");
+    emu.break_api(true);
+    let err = hub(&emu, tmp.path(), None)
+        .resolve(&s, &mut ())
+        .unwrap_err();
+    assert!(matches!(err, Error::BadResponse { .. }), "{err}");
+    emu.break_api(false);
+    emu.drop_commit_header(true);
+    let err = hub(&emu, tmp.path(), None)
+        .resolve(&s, &mut ())
+        .unwrap_err();
+    assert!(matches!(err, Error::BadResponse { .. }), "{err}");
+    assert!(err.to_string().contains("X-Repo-Commit"), "{err}");
+    assert!(
+        !repo_dir(tmp.path(), "test-org/Tiny-GGUF")
+            .join("blobs")
+            .exists(),
+        "nothing downloaded"
+    );
+}
+
+#[test]
 fn unsafe_file_names_from_the_server_are_refused() {
     let repo = Repo::new("evil/repo", 0x0e).file("../../escape.gguf", bytes(10, 9), true);
     let emu = Emulator::start(vec![repo]);

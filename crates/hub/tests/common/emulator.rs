@@ -71,6 +71,12 @@ struct State {
     /// Files whose bytes are served corrupted.
     corrupt: Vec<String>,
     ignore_range: bool,
+    /// (old id, new id): requests under the old id get a relative 307 to the new one.
+    renamed: Vec<(String, String)>,
+    /// The model-info API answers something that is not JSON.
+    broken_api: bool,
+    /// `resolve` answers without `X-Repo-Commit`.
+    no_commit_header: bool,
     seen: Vec<Seen>,
     cdn: String,
 }
@@ -137,6 +143,23 @@ impl Emulator {
         let mut s = self.state.lock().unwrap();
         s.cut.clear();
         s.corrupt.clear();
+    }
+
+    /// Requests for `old` are redirected (307, relative Location) to `new`, as for a renamed repo.
+    pub fn rename(&self, old: &str, new: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .renamed
+            .push((old.into(), new.into()));
+    }
+
+    pub fn break_api(&self, yes: bool) {
+        self.state.lock().unwrap().broken_api = yes;
+    }
+
+    pub fn drop_commit_header(&self, yes: bool) {
+        self.state.lock().unwrap().no_commit_header = yes;
     }
 
     pub fn ignore_range(&self, yes: bool) {
@@ -265,6 +288,16 @@ fn hub_route(
             Some(_) => None,
         }
     };
+    for (old, new) in &s.renamed {
+        for prefix in ["/api/models/", "/"] {
+            if let Some(rest) = path.strip_prefix(&format!("{prefix}{old}/")) {
+                let mut r = reply(307, "");
+                r.headers
+                    .push(("Location".into(), format!("{prefix}{new}/{rest}")));
+                return r;
+            }
+        }
+    }
     if let Some(rest) = path.strip_prefix("/api/models/") {
         let Some((id, rev)) = rest.split_once("/revision/") else {
             return not_found("RepoNotFound");
@@ -277,6 +310,9 @@ fn hub_route(
         }
         if rev != "main" && rev != repo.commit {
             return not_found("RevisionNotFound");
+        }
+        if s.broken_api {
+            return reply(200, "<html>not json");
         }
         let siblings: Vec<serde_json::Value> = repo
             .files
@@ -310,6 +346,9 @@ fn hub_route(
     };
     let sha = sha256_hex(&file.data);
     let mut h = vec![("X-Repo-Commit".to_string(), repo.commit.clone())];
+    if s.no_commit_header {
+        h.clear();
+    }
     if file.lfs {
         h.push(("X-Linked-Etag".into(), format!("\"{sha}\"")));
         h.push(("X-Linked-Size".into(), file.data.len().to_string()));
