@@ -37,7 +37,8 @@ fn files(source: &Source) -> Result<Vec<(PathBuf, u64)>> {
     if path.is_dir() {
         for entry in std::fs::read_dir(path)? {
             let entry = entry?;
-            let meta = entry.metadata()?;
+            // Followed: a hub cache's snapshot holds links to its blobs.
+            let meta = std::fs::metadata(entry.path())?;
             if meta.is_file() {
                 out.push((entry.path(), meta.len()));
             }

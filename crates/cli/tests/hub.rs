@@ -196,3 +196,78 @@ fn pull_info_offline_list_and_rm_with_the_tiny_gguf() {
     let list = run(&["list"], home.path(), &emu.url, &[]);
     assert!(String::from_utf8_lossy(&list.stderr).contains("no models"));
 }
+
+/// A repo file from a fixture file (LFS when large, as the hub stores weights and big tokenizers).
+fn from_fixture(repo: Repo, name: &str, path: &Path) -> Repo {
+    let data = std::fs::read(path).unwrap();
+    let lfs = data.len() > 1_000_000;
+    repo.file(name, data, lfs)
+}
+
+#[test]
+fn safetensors_and_meta_repos_load_through_hf_specs() {
+    let hf = common::fixture("tiny/hf-tied");
+    let meta = common::fixture("tiny/meta");
+    let mut repo =
+        Repo::new("test-org/llama31-tiny", 0x3c).file("README.md", b"tiny\n".to_vec(), false);
+    for name in [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "special_tokens_map.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        repo = from_fixture(repo, name, &hf.join(name));
+    }
+    for name in ["consolidated.00.pth", "params.json", "tokenizer.model"] {
+        repo = from_fixture(repo, &format!("original/{name}"), &meta.join(name));
+    }
+    let emu = Emulator::start(vec![repo.clone()]);
+    let home = tempfile::tempdir().unwrap();
+    let snapshot = home
+        .path()
+        .join("hub/models--test-org--llama31-tiny/snapshots")
+        .join(&repo.commit);
+
+    let spec = "hf://test-org/llama31-tiny";
+    let remote = ok(
+        run(&["info", "--model", spec], home.path(), &emu.url, &[]),
+        "info hf://",
+    );
+    let local = ok(
+        run(
+            &["info", "--model", hf.to_str().unwrap()],
+            home.path(),
+            &emu.url,
+            &[],
+        ),
+        "info",
+    );
+    assert!(remote.contains("safetensors"), "{remote}");
+    assert_eq!(report(&remote, &snapshot), report(&local, &hf));
+    assert!(
+        !snapshot.join("original").exists(),
+        "the safetensors model does not fetch original/"
+    );
+
+    let spec = "hf://test-org/llama31-tiny/original";
+    let remote = ok(
+        run(&["info", "--model", spec], home.path(), &emu.url, &[]),
+        "info hf:// original",
+    );
+    let local = ok(
+        run(
+            &["info", "--model", meta.to_str().unwrap()],
+            home.path(),
+            &emu.url,
+            &[],
+        ),
+        "info",
+    );
+    assert_eq!(
+        report(&remote, &snapshot.join("original")),
+        report(&local, &meta)
+    );
+    assert!(!snapshot.join("README.md").exists());
+}

@@ -126,7 +126,7 @@ impl Hub {
         cache.write_ref(&spec.repo, &spec.revision, &commit)?;
         let plan = select::plan(&spec.repo.to_string(), &files, &spec.target)?;
         let mut done = Resolved {
-            path: cache.snapshot_dir(&spec.repo, &commit).join(&plan.path),
+            path: join(cache.snapshot_dir(&spec.repo, &commit), &plan.path),
             repo: spec.repo.clone(),
             commit: commit.clone(),
             files: Vec::new(),
@@ -242,11 +242,20 @@ impl Hub {
             found.push(path);
         }
         Ok(Resolved {
-            path: snapshot.join(&plan.path),
+            path: join(snapshot, &plan.path),
             repo: spec.repo.clone(),
             commit,
             files: found,
             downloaded: 0,
         })
+    }
+}
+
+/// `dir/rel`, or `dir` itself (no trailing slash) when `rel` is empty.
+fn join(dir: PathBuf, rel: &str) -> PathBuf {
+    if rel.is_empty() {
+        dir
+    } else {
+        dir.join(rel)
     }
 }
