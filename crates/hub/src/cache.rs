@@ -105,6 +105,33 @@ impl Cache {
         self.repo_dir(repo).join("blobs").join(etag)
     }
 
+    /// Holds `.locks/models--org--name/{etag}.lock` (an exclusive `flock`, as `huggingface_hub`'s
+    /// `filelock` takes it) until the returned file is dropped, so that two processes never
+    /// write the same blob; waits while another one holds it.
+    pub(crate) fn lock_blob(&self, repo: &RepoId, etag: &str) -> Result<fs::File> {
+        let dir = self.root.join(".locks").join(repo.folder_name());
+        fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+        let path = dir.join(format!("{etag}.lock"));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(Error::io(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                tracing::info!(
+                    "waiting for another download of the same file ({})",
+                    path.display()
+                );
+                file.lock().map_err(Error::io(&path))?;
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(Error::Io { path, source: e }),
+        }
+        Ok(file)
+    }
+
     /// The commit `refs/{revision}` names, if cached; a revision that is itself a cached
     /// snapshot's commit resolves to itself.
     pub fn read_ref(&self, repo: &RepoId, revision: &str) -> Option<String> {
@@ -128,14 +155,15 @@ impl Cache {
         }
         let dir = self.repo_dir(repo).join("refs");
         fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-        let tmp = dir.join(format!(".{revision}.tmp"));
+        let tmp = dir.join(unique_tmp(revision));
         fs::write(&tmp, commit).map_err(Error::io(&tmp))?;
         let path = dir.join(revision);
         fs::rename(&tmp, &path).map_err(Error::io(&path))
     }
 
     /// Points `snapshots/{commit}/{file}` at `blobs/{etag}` with a relative symlink (a copy where
-    /// symlinks are not available).
+    /// symlinks are not available), made under a temporary name and renamed over the old entry so
+    /// that a concurrent reader always finds one.
     pub(crate) fn link(
         &self,
         repo: &RepoId,
@@ -147,18 +175,18 @@ impl Cache {
         let path = self.snapshot_dir(repo, commit).join(file);
         let parent = path.parent().unwrap_or(&self.root).to_path_buf();
         fs::create_dir_all(&parent).map_err(Error::io(&parent))?;
-        if fs::symlink_metadata(&path).is_ok() {
-            fs::remove_file(&path).map_err(Error::io(&path))?;
-        }
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let tmp = parent.join(unique_tmp(name));
         let depth = 2 + file.matches('/').count();
         let target: PathBuf = std::iter::repeat_n("..", depth)
             .collect::<PathBuf>()
             .join("blobs")
             .join(etag);
         #[cfg(unix)]
-        std::os::unix::fs::symlink(&target, &path).map_err(Error::io(&path))?;
+        std::os::unix::fs::symlink(&target, &tmp).map_err(Error::io(&tmp))?;
         #[cfg(not(unix))]
-        fs::copy(self.blob_path(repo, etag), &path).map_err(Error::io(&path))?;
+        fs::copy(self.blob_path(repo, etag), &tmp).map_err(Error::io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(Error::io(&path))?;
         Ok(path)
     }
 
@@ -282,6 +310,13 @@ impl Cache {
     }
 }
 
+/// A hidden name next to `name`, unique to this process and call.
+fn unique_tmp(name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(".{name}.{}.{n}.tmp", std::process::id())
+}
+
 /// `$HF_HOME`, else `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface`.
 pub(crate) fn hf_home() -> PathBuf {
     if let Some(p) = std::env::var_os("HF_HOME").filter(|p| !p.is_empty()) {
@@ -302,6 +337,9 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
             continue;
         };
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            continue; // a link or ref being written (or left by a crash)
+        }
         let rel = if prefix.is_empty() {
             name
         } else {

@@ -177,6 +177,7 @@ impl Hub {
             );
         }
         let blob = cache.blob_path(&done.repo, &meta.etag);
+        let _lock = cache.lock_blob(&done.repo, &meta.etag)?;
         if blob.is_file() {
             progress.cached(file);
         } else {

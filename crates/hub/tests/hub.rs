@@ -267,6 +267,34 @@ fn an_interrupted_pull_leaves_only_an_incomplete_file_and_the_next_one_resumes()
 }
 
 #[test]
+fn concurrent_pulls_of_one_file_download_it_once() {
+    let repo = gguf_repo();
+    let data = repo.files[2].data.clone();
+    let emu = Emulator::start(vec![repo]);
+    let tmp = tempfile::tempdir().unwrap();
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let (url, dir) = (emu.url.clone(), tmp.path().to_path_buf());
+            std::thread::spawn(move || {
+                let hub = hub_with(&url, &dir, None, false, 0);
+                hub.resolve(&spec("hf://test-org/Tiny-GGUF:Q8_0"), &mut ())
+                    .unwrap()
+                    .path
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(fs::read(t.join().unwrap()).unwrap(), *data);
+    }
+    assert_eq!(emu.content_gets().len(), 1);
+    let lock = tmp
+        .path()
+        .join(".locks/models--test-org--Tiny-GGUF")
+        .join(format!("{}.lock", sha256_hex(&data)));
+    assert!(lock.exists(), "the lock huggingface_hub takes too");
+}
+
+#[test]
 fn a_server_that_ignores_range_gets_a_full_restart() {
     let repo = gguf_repo();
     let data = repo.files[1].data.clone();
