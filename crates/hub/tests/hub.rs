@@ -444,6 +444,17 @@ fn answers_the_client_cannot_use_are_typed_errors() {
             .exists(),
         "nothing downloaded"
     );
+    // the file list is read up to 32 MiB: valid JSON after 33 MiB of padding is refused, after
+    // 1 MiB it is read
+    emu.drop_commit_header(false);
+    emu.pad_api(33 << 20);
+    let err = hub(&emu, tmp.path(), None)
+        .resolve(&s, &mut ())
+        .unwrap_err();
+    assert!(matches!(err, Error::BadResponse { .. }), "{err}");
+    assert!(err.to_string().contains("larger than 32 MiB"), "{err}");
+    emu.pad_api(1 << 20);
+    hub(&emu, tmp.path(), None).resolve(&s, &mut ()).unwrap();
 }
 
 #[test]

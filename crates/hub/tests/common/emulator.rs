@@ -75,6 +75,8 @@ struct State {
     renamed: Vec<(String, String)>,
     /// The model-info API answers something that is not JSON.
     broken_api: bool,
+    /// The model-info API answers valid JSON after this many bytes of leading whitespace.
+    padded_api: usize,
     /// `resolve` answers without `X-Repo-Commit`.
     no_commit_header: bool,
     seen: Vec<Seen>,
@@ -156,6 +158,10 @@ impl Emulator {
 
     pub fn break_api(&self, yes: bool) {
         self.state.lock().unwrap().broken_api = yes;
+    }
+
+    pub fn pad_api(&self, bytes: usize) {
+        self.state.lock().unwrap().padded_api = bytes;
     }
 
     pub fn drop_commit_header(&self, yes: bool) {
@@ -320,10 +326,12 @@ fn hub_route(
             .map(|f| serde_json::json!({ "rfilename": f.name }))
             .collect();
         let body = serde_json::json!({ "id": repo.id, "sha": repo.commit, "siblings": siblings });
+        let mut bytes = vec![b' '; s.padded_api];
+        bytes.extend(body.to_string().into_bytes());
         return Reply {
             status: 200,
             headers: vec![("Content-Type".into(), "application/json".into())],
-            body: body.to_string().into_bytes(),
+            body: bytes,
             cut: None,
         };
     }
