@@ -11,7 +11,7 @@ use crate::source;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// A .gguf file, an HF model dir or a Meta model dir.
+    /// A .gguf file, an HF or Meta model dir, or hf://ORG/NAME[:QUANT|/FILE] (`llama31 pull`).
     #[arg(long)]
     model: PathBuf,
     /// Prompt tokens processed as one batch (0: skip the prefill test).

@@ -48,7 +48,7 @@ enum EvalTask {
 /// Options shared by the three tasks.
 #[derive(Args, Clone)]
 struct CommonArgs {
-    /// A .gguf file, an HF model dir or a Meta model dir.
+    /// A .gguf file, an HF or Meta model dir, or hf://ORG/NAME[:QUANT|/FILE] (`llama31 pull`).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Print the JSON report on standard output instead of the table.
@@ -249,6 +249,7 @@ fn load(common: &CommonArgs, ctx: crate::load::Ctx) -> Result<Loaded> {
     let Some(path) = &common.model else {
         bail!("--model is required");
     };
+    let path = &crate::hub::resolve(path)?;
     let source = source::detect_model(path)?;
     let tokenizer = source.load_tokenizer()?;
     let model = crate::load::load_model(&source, Some(ctx), &common.weights)?;

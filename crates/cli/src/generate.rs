@@ -54,7 +54,7 @@ pub struct SamplingArgs {
     #[arg(long, value_name = "N")]
     lookup_ngram: Option<usize>,
     /// Speculative decoding with a draft model: a smaller model of the same vocabulary (any
-    /// format llama31 loads) guesses the next tokens greedily in its own KV cache, and the model
+    /// format llama31 loads, hf:// too) guesses the next tokens greedily in its own KV cache, and the model
     /// checks them in one forward pass. The output is the same token for token.
     #[arg(long, value_name = "PATH", conflicts_with = "lookup_ngram")]
     draft_model: Option<PathBuf>,
@@ -111,7 +111,7 @@ impl SamplingArgs {
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// A .gguf file, an HF model dir or a Meta model dir.
+    /// A .gguf file, an HF or Meta model dir, or hf://ORG/NAME[:QUANT|/FILE] (`llama31 pull`).
     #[arg(long)]
     model: PathBuf,
     /// The prompt (a user message for chat models; the text to continue with --raw).
@@ -145,7 +145,7 @@ pub struct RunArgs {
 
 #[derive(Args)]
 pub struct ChatArgs {
-    /// A .gguf file, an HF model dir or a Meta model dir.
+    /// A .gguf file, an HF or Meta model dir, or hf://ORG/NAME[:QUANT|/FILE] (`llama31 pull`).
     #[arg(long)]
     model: PathBuf,
     /// A system message for the conversation.

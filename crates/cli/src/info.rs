@@ -12,7 +12,7 @@ use llama31_chat::ChatFormatter;
 
 #[derive(Args)]
 pub struct InfoArgs {
-    /// A .gguf file, an HF model dir or a Meta model dir.
+    /// A .gguf file, an HF or Meta model dir, or hf://ORG/NAME[:QUANT|/FILE] (`llama31 pull`).
     #[arg(long)]
     model: PathBuf,
     /// Plan memory for this many sequences at once (`serve --parallel`).
@@ -37,7 +37,8 @@ fn files(source: &Source) -> Result<Vec<(PathBuf, u64)>> {
     if path.is_dir() {
         for entry in std::fs::read_dir(path)? {
             let entry = entry?;
-            let meta = entry.metadata()?;
+            // Followed: a hub cache's snapshot holds links to its blobs.
+            let meta = std::fs::metadata(entry.path())?;
             if meta.is_file() {
                 out.push((entry.path(), meta.len()));
             }

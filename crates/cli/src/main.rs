@@ -3,6 +3,7 @@
 mod bench;
 mod eval;
 mod generate;
+mod hub;
 mod info;
 mod load;
 mod perplexity;
@@ -47,6 +48,12 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Evaluate a model on MMLU, HumanEval or MATH.
     Eval(eval::EvalArgs),
+    /// Download a model from the Hugging Face hub into its cache; prints the local path.
+    Pull(hub::PullArgs),
+    /// List the models in the Hugging Face hub cache.
+    List(hub::ListArgs),
+    /// Remove one repo from the Hugging Face hub cache.
+    Rm(hub::RmArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +76,9 @@ fn main() -> ExitCode {
         Command::Quantize(args) => quantize::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Pull(args) => hub::pull(args),
+        Command::List(args) => hub::list(args),
+        Command::Rm(args) => hub::rm(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

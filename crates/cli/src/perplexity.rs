@@ -17,7 +17,7 @@ use crate::source::{self, Source, SourceExt};
 
 #[derive(Args)]
 pub struct PerplexityArgs {
-    /// A .gguf file, an HF model dir or a Meta model dir.
+    /// A .gguf file, an HF or Meta model dir, or hf://ORG/NAME[:QUANT|/FILE] (`llama31 pull`).
     #[arg(long)]
     model: PathBuf,
     /// The text to score; its bytes are tokenized as they are (not needed with

@@ -10,7 +10,8 @@ use crate::source::{self, Source, SourceExt};
 
 #[derive(Args)]
 pub struct PromptArgs {
-    /// A tokenizer.model, a tokenizer.json, a Meta model dir, an HF model dir or a .gguf file.
+    /// A tokenizer.model, a tokenizer.json, a Meta model dir, an HF model dir, a .gguf file or
+    /// hf://ORG/NAME[:QUANT|/FILE] (see `llama31 pull`).
     #[arg(long)]
     model: PathBuf,
     /// JSON file with an array of OpenAI-style messages (system/user/assistant/tool).

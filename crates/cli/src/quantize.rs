@@ -11,7 +11,8 @@ use llama31_quantize::{quantize_merged, FileType, QuantizeOptions};
 
 #[derive(Args)]
 pub struct QuantizeArgs {
-    /// The model to quantize: a .gguf file (F32/F16/BF16), an HF model dir or a Meta model dir.
+    /// The model to quantize: a .gguf file (F32/F16/BF16), an HF model dir, a Meta model dir or
+    /// hf://ORG/NAME[:QUANT|/FILE].
     input: PathBuf,
     /// The GGUF file to write.
     output: PathBuf,
@@ -28,7 +29,8 @@ pub struct QuantizeArgs {
     lora: Vec<crate::load::LoraSpec>,
 }
 
-pub fn run(args: QuantizeArgs) -> Result<()> {
+pub fn run(mut args: QuantizeArgs) -> Result<()> {
+    args.input = crate::hub::resolve(&args.input)?;
     let ftype: FileType = args.ftype.parse()?;
     let opts = QuantizeOptions {
         ftype,

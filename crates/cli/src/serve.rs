@@ -17,7 +17,7 @@ use crate::source::{self, Source, SourceExt};
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// A .gguf file, an HF model dir or a Meta model dir.
+    /// A .gguf file, an HF or Meta model dir, or hf://ORG/NAME[:QUANT|/FILE] (`llama31 pull`).
     #[arg(long)]
     model: PathBuf,
     /// Address to listen on.
@@ -94,9 +94,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .filter(|k| !k.is_empty());
     let source = source::detect_model(&args.model)?;
     let model_id = args.alias.clone().unwrap_or_else(|| {
-        args.model
-            .file_name()
-            .map_or_else(|| "llama31".into(), |n| n.to_string_lossy().into_owned())
+        let spec = args.model.to_str().filter(|s| llama31_hub::is_hub_spec(s));
+        match spec {
+            Some(s) => s.trim_start_matches(llama31_hub::HF_SCHEME).to_string(),
+            None => args
+                .model
+                .file_name()
+                .map_or_else(|| "llama31".into(), |n| n.to_string_lossy().into_owned()),
+        }
     });
     let state = AppState::new(ServerConfig {
         model_id,

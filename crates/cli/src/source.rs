@@ -10,10 +10,11 @@ use llama31_tokenizer::Tokenizer;
 
 pub use llama31_formats::{ModelSource as Source, SourceKind};
 
-/// Detects what `path` is; anything that is not a model or a tokenizer is an error that says
-/// what it is not.
+/// Detects what `path` is (an `hf://` spec is fetched from the hub first); anything that is
+/// not a model or a tokenizer is an error that says what it is not.
 pub fn detect(path: &Path) -> Result<Source> {
-    Ok(Source::detect(path)?)
+    let path = crate::hub::resolve(path)?;
+    Ok(Source::detect(&path)?)
 }
 
 /// Detects `path` and requires weights (a bare tokenizer is an error).
