@@ -364,6 +364,10 @@ impl Client {
                 actual: sha,
             });
         }
+        // On disk before the rename gives it its final name.
+        File::open(&partial)
+            .and_then(|f| f.sync_all())
+            .map_err(Error::io(&partial))?;
         fs::rename(&partial, blob).map_err(Error::io(blob))?;
         progress.finish(file);
         tracing::info!("{file}: {len} bytes, sha256 {sha}");
