@@ -24,6 +24,9 @@ bash ../scripts/fetch-fixtures.sh >/dev/null
 # Build outside the checkout so that later runs (and CI on the same machine) reuse the
 # sanitized dependencies.
 export CARGO_TARGET_DIR="${LLAMA31_FUZZ_TARGET_DIR:-${LLAMA31_CACHE:-$HOME/.cache/llama31}/fuzz-target}"
+# FUZZ_SEED=N makes a run repeat the same inputs (the CI smoke run uses it); random otherwise.
+SEED=()
+if [ -n "${FUZZ_SEED:-}" ]; then SEED=(-seed="$FUZZ_SEED"); fi
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
   mapfile -t TARGETS < <(cargo +nightly fuzz list)
@@ -38,7 +41,7 @@ for t in "${TARGETS[@]}"; do
   log="$(mktemp)"
   rc=0
   cargo +nightly fuzz run -O "$t" "corpus/$t" "seeds/$t" -- \
-    -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 "${SEED[@]}" \
     >"$log" 2>&1 || rc=$?
   stat() { grep -o "^stat::$1: *[0-9]*" "$log" | tail -1 | grep -o '[0-9]*$' || echo '?'; }
   cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo '?')"

@@ -23,4 +23,4 @@ export RUSTDOCFLAGS="-Zsanitizer=address"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}"
 export CARGO_TARGET_DIR="${LLAMA31_ASAN_TARGET_DIR:-${LLAMA31_CACHE:-$HOME/.cache/llama31}/asan-target}"
 # --target: keeps the sanitizer flags off build scripts and proc macros.
-exec cargo +nightly test --release --target x86_64-unknown-linux-gnu "${ARGS[@]}"
+exec cargo +nightly test --release --no-fail-fast --target x86_64-unknown-linux-gnu "${ARGS[@]}"
