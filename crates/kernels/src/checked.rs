@@ -1,0 +1,102 @@
+//! Raw pointers into slices for the SIMD kernels, with their ranges checked in debug builds.
+//!
+//! Every helper returns exactly the pointer arithmetic the kernels used before (`base.add(at)`),
+//! so release builds are unchanged. With debug assertions on (the `test` profile), each one first
+//! asserts that the whole range `[at, at + n)` it is about to hand out lies within the slice (or
+//! within the `len` elements a raw pointer is known to address); the panic names the call site.
+//! `cargo test -p llama31-kernels` (the test profile) runs the kernel tests this way, so every
+//! range a kernel reads or writes in a test is checked, not only its results.
+
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
+use std::panic::Location;
+
+/// Debug builds: panics unless `[at, at + n)` lies within `0..len` (overflow-checked).
+#[inline(always)]
+#[track_caller]
+pub(crate) fn check_range(len: usize, at: usize, n: usize) {
+    debug_assert!(
+        at.checked_add(n).is_some_and(|end| end <= len),
+        "{}: pointer range {at}..{at}+{n} outside 0..{len}",
+        Location::caller()
+    );
+    let _ = (len, at, n);
+}
+
+/// `s.as_ptr().add(at)`, for reading `n` elements from there.
+///
+/// # Safety
+/// `[at, at + n)` must lie within `s` (asserted in debug builds).
+#[inline(always)]
+#[track_caller]
+pub(crate) unsafe fn ptr_at<T>(s: &[T], at: usize, n: usize) -> *const T {
+    check_range(s.len(), at, n);
+    // SAFETY: the caller guarantees at + n <= s.len(), so `at` is within the allocation.
+    unsafe { s.as_ptr().add(at) }
+}
+
+/// `s.as_mut_ptr().add(at)`, for writing `n` elements from there.
+///
+/// # Safety
+/// `[at, at + n)` must lie within `s` (asserted in debug builds).
+#[inline(always)]
+#[track_caller]
+pub(crate) unsafe fn ptr_at_mut<T>(s: &mut [T], at: usize, n: usize) -> *mut T {
+    check_range(s.len(), at, n);
+    // SAFETY: as in `ptr_at`.
+    unsafe { s.as_mut_ptr().add(at) }
+}
+
+/// `p.add(at)` for a pointer `p` that addresses `len` elements, to read `n` of them from `at`.
+///
+/// # Safety
+/// `p` must address `len` readable elements and `[at, at + n)` lie within `0..len` (the latter
+/// asserted in debug builds).
+#[inline(always)]
+#[track_caller]
+pub(crate) unsafe fn raw_at<T>(p: *const T, len: usize, at: usize, n: usize) -> *const T {
+    check_range(len, at, n);
+    // SAFETY: the caller guarantees at + n <= len elements behind `p`.
+    unsafe { p.add(at) }
+}
+
+/// `p.add(at)` for a pointer `p` that addresses `len` writable elements.
+///
+/// # Safety
+/// As [`raw_at`], for writes.
+#[inline(always)]
+#[track_caller]
+pub(crate) unsafe fn raw_at_mut<T>(p: *mut T, len: usize, at: usize, n: usize) -> *mut T {
+    check_range(len, at, n);
+    // SAFETY: the caller guarantees at + n <= len elements behind `p`.
+    unsafe { p.add(at) }
+}
+
+#[cfg(all(test, debug_assertions))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_range_passes() {
+        let v = [1u8, 2, 3, 4];
+        // SAFETY: 0..4 and 4..4 lie within v.
+        unsafe {
+            assert_eq!(*ptr_at(&v, 0, 4), 1);
+            let _ = ptr_at(&v, 4, 0);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "checked.rs")]
+    fn past_the_end_fires_and_names_the_site() {
+        let v = [0u32; 8];
+        // SAFETY: not dereferenced; the debug assertion fires first.
+        let _ = unsafe { ptr_at(&v[..7], 0, 8) };
+    }
+
+    #[test]
+    #[should_panic(expected = "pointer range")]
+    fn overflow_fires() {
+        check_range(8, usize::MAX, 2);
+    }
+}
