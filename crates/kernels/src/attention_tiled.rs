@@ -426,4 +426,27 @@ mod tests {
         assert_eq!(&out[4..7], &[1.0, 1.0, 1.0]);
         assert_eq!(out[7], 0.0);
     }
+
+    /// `attend_tile` trusts its caller for the output's extent: an output one value short of
+    /// the query's head is caught by the debug range check before the write past it.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "pointer range")]
+    fn a_short_output_is_caught() {
+        use crate::kv::load::F32Rows;
+        if !crate::cpu::cpu().avx2_fma_f16c() {
+            panic!("pointer range: no AVX2 tiles on this CPU to check");
+        }
+        let hd = 8;
+        let q = vec![0.5f32; hd];
+        let kv = vec![0.25f32; 2 * hd];
+        let (k, v) = (F32Rows::new(&kv, hd), F32Rows::new(&kv, hd));
+        let mut out = vec![0.0f32; hd];
+        let optr = SendPtr::new(&mut out[..hd - 1]);
+        let mut scratch = Vec::new();
+        // SAFETY: the CPU has AVX2, FMA and F16C; `hd` is 8; the query, keys and values exist;
+        // the output is one value short, which the debug assertion reports before the write
+        // (this test only exists with debug assertions).
+        unsafe { attend_tile(&q, &[0], &[1], &optr, k, v, 0, hd, 1.0, &mut scratch) };
+    }
 }
