@@ -94,7 +94,7 @@ unsafe fn dot_bytes_avx2(dtype: DType, w: &[u8], x: &[f32]) -> f32 {
     let mut acc0 = _mm256_setzero_ps();
     let mut acc1 = _mm256_setzero_ps();
     let mut i = 0usize;
-    // SAFETY (all loads below): element i + 16 <= n, and n is at most the number of elements in
+    // SAFETY: for all loads below, element i + 16 <= n, and n is at most the number of elements in
     // both `w` (n · size bytes) and `x` (the ranges `load_at` and `ptr_at` check in debug builds);
     // all loads are unaligned loads (`loadu`).
     unsafe {

@@ -261,9 +261,9 @@ mod x86 {
                         // SAFETY: block b < nb of weight row i, its 16 scale bytes.
                         let x = unsafe { t.w[i].sub(b * B6K, B6K) };
                         xs[i] = x;
-                        // SAFETY: as above.
-                        let sc16 =
-                            _mm256_cvtepi8_epi16(unsafe { ld16(x, offset_of!(BlockQ6K, scales)) });
+                        // SAFETY: as above (`ld16` checks the range in debug builds).
+                        let raw = unsafe { ld16(x, offset_of!(BlockQ6K, scales)) };
+                        let sc16 = _mm256_cvtepi8_epi16(raw);
                         // SAFETY: `sc[i]` is 32 writable bytes; `storeu` has no alignment requirement.
                         unsafe { _mm256_storeu_si256(ptr_at_mut(&mut sc[i], 0, 16).cast(), sc16) };
                         for j in 0..R {
@@ -406,9 +406,11 @@ mod x86 {
                             };
                             let o = 16 * g + 4 * k;
                             for j in 0..R {
-                                // SAFETY: activation bytes o .. o + 4 <= QK_K of the block.
-                                let y =
-                                    unsafe { ys[j].at(yq + o, 4).cast::<i32>().read_unaligned() };
+                                // SAFETY: activation bytes o .. o + 4 <= QK_K of the block (`at`
+                                // checks the range in debug builds).
+                                let yp = unsafe { ys[j].at(yq + o, 4) }.cast::<i32>();
+                                // SAFETY: as above; `read_unaligned` needs no alignment.
+                                let y = unsafe { yp.read_unaligned() };
                                 gs[j] = $dota(gs[j], v, _mm256_set1_epi32(y));
                             }
                         }
