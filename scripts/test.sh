@@ -10,6 +10,9 @@ bash scripts/setup-python.sh --tiny
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 cargo test --workspace --release "$@"
+# The kernels again with debug assertions (the test profile): every pointer range a SIMD kernel reads
+# or writes is checked against its slice (crates/kernels/src/checked.rs).
+cargo test -p llama31-kernels
 
 # The official `openai` Python client against a real `llama31 serve`.
 bash scripts/test-openai.sh

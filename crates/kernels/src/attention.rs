@@ -80,46 +80,12 @@ pub fn attention(
         };
         match (k, v) {
             (KvRows::F32(k), KvRows::F32(v)) => {
-                let at = |p: &[f32]| F32Rows {
-                    ptr: p.as_ptr(),
-                    stride: kv_dim,
-                };
-                tiled(call, at(k), at(v));
+                tiled(call, F32Rows::new(k, kv_dim), F32Rows::new(v, kv_dim));
             }
             (KvRows::Encoded(ty, k), KvRows::Encoded(_, v)) => match ty {
-                KvType::F16 => tiled(
-                    call,
-                    F16Rows {
-                        ptr: k.as_ptr(),
-                        stride: rb,
-                    },
-                    F16Rows {
-                        ptr: v.as_ptr(),
-                        stride: rb,
-                    },
-                ),
-                KvType::Bf16 => tiled(
-                    call,
-                    Bf16Rows {
-                        ptr: k.as_ptr(),
-                        stride: rb,
-                    },
-                    Bf16Rows {
-                        ptr: v.as_ptr(),
-                        stride: rb,
-                    },
-                ),
-                KvType::Q8_0 => tiled(
-                    call,
-                    Q8Rows {
-                        ptr: k.as_ptr(),
-                        stride: rb,
-                    },
-                    Q8Rows {
-                        ptr: v.as_ptr(),
-                        stride: rb,
-                    },
-                ),
+                KvType::F16 => tiled(call, F16Rows::new(k, rb), F16Rows::new(v, rb)),
+                KvType::Bf16 => tiled(call, Bf16Rows::new(k, rb), Bf16Rows::new(v, rb)),
+                KvType::Q8_0 => tiled(call, Q8Rows::new(k, rb), Q8Rows::new(v, rb)),
                 KvType::F32 => {
                     return Err(KernelError::Invalid(
                         "attention: f32 rows passed as encoded bytes".into(),
@@ -229,7 +195,7 @@ fn tiled<L: crate::kv::load::Load8>(call: TileCall<'_>, k: L, v: L) {
     let ctx = start_pos + n_tokens;
     let per_tile = (SCORE_BUDGET / (n_rep * ctx).max(1)).clamp(1, TOKENS);
     let n_tiles = n_tokens.div_ceil(per_tile);
-    let optr = crate::matmul::SendPtr(out.as_mut_ptr());
+    let optr = crate::matmul::SendPtr::new(out);
     (0..n_tiles * nkv).into_par_iter().for_each(|task| {
         let optr = &optr;
         let (tile, g) = (task / nkv, task % nkv);
@@ -257,7 +223,7 @@ fn tiled<L: crate::kv::load::Load8>(call: TileCall<'_>, k: L, v: L) {
             // SAFETY: `attention` checked AVX2, FMA and `hd`; `q` and `out` hold n_tokens rows
             // of q_dim values and the cache (start_pos + n_tokens) rows of kv_dim values
             // (checked sizes); this task alone writes the heads of group g of tokens t0..t1.
-            unsafe { attend_tile(q, offs, lasts, optr.0, k, v, g * hd, hd, scale, &mut sc) };
+            unsafe { attend_tile(q, offs, lasts, optr, k, v, g * hd, hd, scale, &mut sc) };
         });
     });
 }

@@ -14,7 +14,9 @@
 
 use std::arch::x86_64::*;
 
+use crate::checked::{ptr_at, ptr_at_mut};
 use crate::kv::load::Load8;
+use crate::matmul::SendPtr;
 use crate::quants::simd::hsum;
 
 /// Tokens per tile.
@@ -27,11 +29,11 @@ pub(crate) const MAX_HEAD_DIM: usize = 256;
 /// One tile: the queries at `q[offs[i]..offs[i] + hd]` with causal limits `lasts[i]` (the last
 /// position each may attend to), against the keys and values of one KV head (`k`, `v`: loaders of
 /// the cached rows from position 0, the head's `hd` values at column `g_off`). Writes each
-/// query's output at `out + offs[i]`. `scratch` is reused between calls.
+/// query's output at `out.at(offs[i], hd)`. `scratch` is reused between calls.
 ///
 /// # Safety
 /// The CPU has AVX2, FMA and F16C; `hd` is a multiple of 8 and at most [`MAX_HEAD_DIM`]; `q` holds
-/// every query; `out + offs[i] .. out + offs[i] + hd` is writable and written by no one else
+/// every query; `out`'s elements `offs[i] .. offs[i] + hd` exist and are written by no one else
 /// meanwhile; `k` and `v` cover at least `max(lasts) + 1` rows, and columns `g_off .. g_off + hd`
 /// (`g_off` a multiple of 8) lie within their rows.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -40,7 +42,7 @@ pub(crate) unsafe fn attend_tile<L: Load8>(
     q: &[f32],
     offs: &[usize],
     lasts: &[usize],
-    out: *mut f32,
+    out: &SendPtr,
     k: L,
     v: L,
     g_off: usize,
@@ -103,19 +105,19 @@ pub(crate) unsafe fn attend_tile<L: Load8>(
         let row = &mut scores[q * stride..(q + 1) * stride];
         let mut mv = neg;
         for c in row.chunks_exact(8) {
-            // SAFETY: `c` holds 8 values.
-            mv = _mm256_max_ps(mv, unsafe { _mm256_loadu_ps(c.as_ptr()) });
+            // SAFETY: `c` holds 8 values (checked by `ptr_at` in debug builds).
+            mv = _mm256_max_ps(mv, unsafe { _mm256_loadu_ps(ptr_at(c, 0, 8)) });
         }
         let m = hmax(mv);
         let mb = _mm256_set1_ps(m);
         let mut lv = _mm256_setzero_ps();
         for c in row.chunks_exact_mut(8) {
-            // SAFETY: `c` holds 8 values.
-            let s = unsafe { _mm256_loadu_ps(c.as_ptr()) };
+            // SAFETY: `c` holds 8 values (checked by `ptr_at` in debug builds).
+            let s = unsafe { _mm256_loadu_ps(ptr_at(c, 0, 8)) };
             let p = exp256(_mm256_sub_ps(s, mb));
             lv = _mm256_add_ps(lv, p);
             // SAFETY: as above.
-            unsafe { _mm256_storeu_ps(c.as_mut_ptr(), p) };
+            unsafe { _mm256_storeu_ps(ptr_at_mut(c, 0, 8), p) };
         }
         let l = hsum(lv);
         inv[q] = if l > 0.0 { 1.0 / l } else { 0.0 };
@@ -150,8 +152,9 @@ pub(crate) unsafe fn attend_tile<L: Load8>(
             for i in 0..nqb {
                 let inv = inv[q0 + i];
                 for (c, &x) in o[i][..w].iter().enumerate() {
-                    // SAFETY: d0 + c < hd values of the query's output (the caller's contract).
-                    unsafe { *out.add(offs[q0 + i] + d0 + c) = x * inv };
+                    // SAFETY: d0 + c < hd values of the query's output (the caller's contract;
+                    // `at` checks the index against `out`'s length in debug builds).
+                    unsafe { *out.at(offs[q0 + i] + d0 + c, 1) = x * inv };
                 }
             }
             d0 += w;
@@ -215,8 +218,9 @@ unsafe fn transpose_keys<L: Load8>(
                 _mm256_permute2f128_ps::<0x31>(u3, u7),
             ];
             for (i, v) in out.iter().enumerate() {
-                // SAFETY: (8dc + i)·16 + 8kb + 8 <= hd·16 (asserted length).
-                unsafe { _mm256_storeu_ps(kt.as_mut_ptr().add((8 * dc + i) * KEYS + 8 * kb), *v) };
+                // SAFETY: (8dc + i)·16 + 8kb + 8 <= hd·16 (asserted length; `ptr_at_mut` checks
+                // the range in debug builds).
+                unsafe { _mm256_storeu_ps(ptr_at_mut(kt, (8 * dc + i) * KEYS + 8 * kb, 8), *v) };
             }
         }
     }
@@ -244,11 +248,12 @@ unsafe fn score_block<const Q: usize>(a: &ScoreArgs<'_>, rows: &mut [f32], strid
     let mut acc = [[_mm256_setzero_ps(); 2]; Q];
     let qp: [&[f32]; Q] = std::array::from_fn(|i| &a.q[a.offs[i]..a.offs[i] + a.hd]);
     for d in 0..a.hd {
-        // SAFETY: `kt` holds `hd * KEYS` values, `d < hd`.
+        // SAFETY: `kt` holds `hd * KEYS` values, `d < hd` (the ranges `ptr_at` checks in debug
+        // builds).
         let (k0, k1) = unsafe {
             (
-                _mm256_loadu_ps(a.kt.as_ptr().add(d * KEYS)),
-                _mm256_loadu_ps(a.kt.as_ptr().add(d * KEYS + 8)),
+                _mm256_loadu_ps(ptr_at(a.kt, d * KEYS, 8)),
+                _mm256_loadu_ps(ptr_at(a.kt, d * KEYS + 8, 8)),
             )
         };
         for i in 0..Q {
@@ -269,7 +274,7 @@ unsafe fn score_block<const Q: usize>(a: &ScoreArgs<'_>, rows: &mut [f32], strid
             let o = i * stride + a.j0 + 8 * h;
             assert!(o + 8 <= rows.len());
             // SAFETY: asserted above.
-            unsafe { _mm256_storeu_ps(rows.as_mut_ptr().add(o), s) };
+            unsafe { _mm256_storeu_ps(ptr_at_mut(rows, o, 8), s) };
         }
     }
 }
@@ -304,8 +309,8 @@ unsafe fn pv_block<const Q: usize, const NV: usize, L: Load8>(
             vv[c] = unsafe { a.v.load8(j, a.col + 8 * c) };
         }
         for i in 0..Q {
-            // SAFETY: (Q − 1)·stride + upto values (asserted).
-            let p = _mm256_set1_ps(unsafe { *a.scores.get_unchecked(i * a.stride + j) });
+            // SAFETY: (Q − 1)·stride + upto values (asserted; `ptr_at` checks it in debug builds).
+            let p = _mm256_set1_ps(unsafe { *ptr_at(a.scores, i * a.stride + j, 1) });
             for c in 0..NV {
                 acc[i][c] = _mm256_fmadd_ps(p, vv[c], acc[i][c]);
             }
@@ -313,8 +318,8 @@ unsafe fn pv_block<const Q: usize, const NV: usize, L: Load8>(
     }
     for i in 0..Q {
         for c in 0..NV {
-            // SAFETY: `o[i]` holds 32 ≥ 8·NV values.
-            unsafe { _mm256_storeu_ps(o[i].as_mut_ptr().add(8 * c), acc[i][c]) };
+            // SAFETY: `o[i]` holds 32 ≥ 8·NV values (`ptr_at_mut` checks it in debug builds).
+            unsafe { _mm256_storeu_ps(ptr_at_mut(&mut o[i], 8 * c, 8), acc[i][c]) };
         }
     }
 }
@@ -420,5 +425,28 @@ mod tests {
         assert!(out[3].is_nan());
         assert_eq!(&out[4..7], &[1.0, 1.0, 1.0]);
         assert_eq!(out[7], 0.0);
+    }
+
+    /// `attend_tile` trusts its caller for the output's extent: an output one value short of
+    /// the query's head is caught by the debug range check before the write past it.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "pointer range")]
+    fn a_short_output_is_caught() {
+        use crate::kv::load::F32Rows;
+        if !crate::cpu::cpu().avx2_fma_f16c() {
+            panic!("pointer range: no AVX2 tiles on this CPU to check");
+        }
+        let hd = 8;
+        let q = vec![0.5f32; hd];
+        let kv = vec![0.25f32; 2 * hd];
+        let (k, v) = (F32Rows::new(&kv, hd), F32Rows::new(&kv, hd));
+        let mut out = vec![0.0f32; hd];
+        let optr = SendPtr::new(&mut out[..hd - 1]);
+        let mut scratch = Vec::new();
+        // SAFETY: the CPU has AVX2, FMA and F16C; `hd` is 8; the query, keys and values exist;
+        // the output is one value short, which the debug assertion reports before the write
+        // (this test only exists with debug assertions).
+        unsafe { attend_tile(&q, &[0], &[1], &optr, k, v, 0, hd, 1.0, &mut scratch) };
     }
 }

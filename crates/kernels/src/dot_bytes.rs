@@ -9,6 +9,9 @@
 
 use std::sync::OnceLock;
 
+#[cfg(target_arch = "x86_64")]
+use crate::checked::{load_at, ptr_at};
+
 use crate::convert::{bf16_to_f32, f16_to_f32};
 use crate::quants::{dispatch, BlockFormat, QK_K};
 use crate::DType;
@@ -88,42 +91,42 @@ pub fn dot_f32_fn() -> DotF32Fn {
 unsafe fn dot_bytes_avx2(dtype: DType, w: &[u8], x: &[f32]) -> f32 {
     use std::arch::x86_64::*;
     let n = x.len().min(w.len() / dtype.type_size());
-    let pw = w.as_ptr();
-    let px = x.as_ptr();
     let mut acc0 = _mm256_setzero_ps();
     let mut acc1 = _mm256_setzero_ps();
     let mut i = 0usize;
-    // SAFETY (all loads below): element i + 16 <= n, and n is at most the number of elements in
-    // both `w` (n · size bytes) and `x`; all loads are unaligned loads (`loadu`).
+    // SAFETY: for all loads below, element i + 16 <= n, and n is at most the number of elements in
+    // both `w` (n · size bytes) and `x` (the ranges `load_at` and `ptr_at` check in debug builds);
+    // all loads are unaligned loads (`loadu`).
     unsafe {
         match dtype {
             DType::F32 => {
                 while i + 16 <= n {
-                    let w0 = _mm256_loadu_ps(pw.add(4 * i) as *const f32);
-                    let w1 = _mm256_loadu_ps(pw.add(4 * i + 32) as *const f32);
-                    acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(px.add(i)), acc0);
-                    acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(px.add(i + 8)), acc1);
+                    let w0 = _mm256_loadu_ps(load_at::<32, u8>(w, 4 * i).cast());
+                    let w1 = _mm256_loadu_ps(load_at::<32, u8>(w, 4 * i + 32).cast());
+                    acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(ptr_at(x, i, 8)), acc0);
+                    acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(ptr_at(x, i + 8, 8)), acc1);
                     i += 16;
                 }
             }
             DType::BF16 => {
                 while i + 16 <= n {
-                    let raw = _mm256_loadu_si256(pw.add(2 * i) as *const __m256i);
+                    let raw = _mm256_loadu_si256(load_at::<32, u8>(w, 2 * i).cast());
                     let lo = _mm256_cvtepu16_epi32(_mm256_castsi256_si128(raw));
                     let hi = _mm256_cvtepu16_epi32(_mm256_extracti128_si256(raw, 1));
                     let w0 = _mm256_castsi256_ps(_mm256_slli_epi32(lo, 16));
                     let w1 = _mm256_castsi256_ps(_mm256_slli_epi32(hi, 16));
-                    acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(px.add(i)), acc0);
-                    acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(px.add(i + 8)), acc1);
+                    acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(ptr_at(x, i, 8)), acc0);
+                    acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(ptr_at(x, i + 8, 8)), acc1);
                     i += 16;
                 }
             }
             DType::F16 => {
                 while i + 16 <= n {
-                    let w0 = _mm256_cvtph_ps(_mm_loadu_si128(pw.add(2 * i) as *const __m128i));
-                    let w1 = _mm256_cvtph_ps(_mm_loadu_si128(pw.add(2 * i + 16) as *const __m128i));
-                    acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(px.add(i)), acc0);
-                    acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(px.add(i + 8)), acc1);
+                    let w0 = _mm256_cvtph_ps(_mm_loadu_si128(load_at::<16, u8>(w, 2 * i).cast()));
+                    let w1 =
+                        _mm256_cvtph_ps(_mm_loadu_si128(load_at::<16, u8>(w, 2 * i + 16).cast()));
+                    acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(ptr_at(x, i, 8)), acc0);
+                    acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(ptr_at(x, i + 8, 8)), acc1);
                     i += 16;
                 }
             }
@@ -169,12 +172,13 @@ unsafe fn dot_blocks_avx2<T: BlockFormat>(
     {
         T::to_float(b, buf);
         for (wv, xv) in buf.chunks_exact(16).zip(xs.chunks_exact(16)) {
-            // SAFETY: both chunks hold exactly 16 f32; `loadu` has no alignment requirement.
+            // SAFETY: both chunks hold exactly 16 f32 (the ranges `ptr_at` checks in debug
+            // builds); `loadu` has no alignment requirement.
             unsafe {
-                let (pw, px) = (wv.as_ptr(), xv.as_ptr());
-                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pw), _mm256_loadu_ps(px), acc0);
-                acc1 =
-                    _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(8)), _mm256_loadu_ps(px.add(8)), acc1);
+                let (w0, x0) = (ptr_at(wv, 0, 8), ptr_at(xv, 0, 8));
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0), _mm256_loadu_ps(x0), acc0);
+                let (w1, x1) = (ptr_at(wv, 8, 8), ptr_at(xv, 8, 8));
+                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1), _mm256_loadu_ps(x1), acc1);
             }
         }
     }

@@ -208,6 +208,7 @@ pub(crate) mod load {
     use std::arch::x86_64::*;
 
     use super::{Q8_0_BLOCK, Q8_0_BYTES};
+    use crate::checked::{check_range, raw_at};
 
     /// Loads values `col .. col + 8` of row `row`.
     pub(crate) trait Load8: Copy + Send + Sync {
@@ -217,30 +218,65 @@ pub(crate) mod load {
         unsafe fn load8(self, row: usize, col: usize) -> __m256;
     }
 
-    /// f32 rows of `stride` values.
-    #[derive(Clone, Copy)]
-    pub(crate) struct F32Rows {
-        pub ptr: *const f32,
-        pub stride: usize,
+    /// Declares a loader: a slice's pointer, its length (checked against in debug builds) and the
+    /// row stride, in elements of the slice.
+    macro_rules! rows {
+        ($(#[$doc:meta])* $name:ident, $t:ty) => {
+            $(#[$doc])*
+            #[derive(Clone, Copy)]
+            pub(crate) struct $name {
+                ptr: *const $t,
+                len: usize,
+                stride: usize,
+            }
+
+            impl $name {
+                /// Rows of `stride` elements of `s`, which the caller keeps borrowed while the
+                /// loader is used.
+                pub(crate) fn new(s: &[$t], stride: usize) -> Self {
+                    $name {
+                        ptr: s.as_ptr(),
+                        len: s.len(),
+                        stride,
+                    }
+                }
+
+                /// The pointer to element `col` of row `row`, to read `n` elements (debug
+                /// builds check that they lie in the row and in the slice).
+                ///
+                /// # Safety
+                /// They must (the contract of [`Load8::load8`]).
+                #[inline(always)]
+                #[track_caller]
+                unsafe fn at(self, row: usize, col: usize, n: usize) -> *const $t {
+                    check_range(self.stride, col, n);
+                    // SAFETY: the caller's contract; `ptr` addresses `len` elements.
+                    unsafe { raw_at(self.ptr, self.len, row * self.stride + col, n) }
+                }
+            }
+        };
     }
-    /// f16 rows of `stride` bytes.
-    #[derive(Clone, Copy)]
-    pub(crate) struct F16Rows {
-        pub ptr: *const u8,
-        pub stride: usize,
-    }
-    /// bf16 rows of `stride` bytes.
-    #[derive(Clone, Copy)]
-    pub(crate) struct Bf16Rows {
-        pub ptr: *const u8,
-        pub stride: usize,
-    }
-    /// Q8_0 rows of `stride` bytes.
-    #[derive(Clone, Copy)]
-    pub(crate) struct Q8Rows {
-        pub ptr: *const u8,
-        pub stride: usize,
-    }
+
+    rows!(
+        /// f32 rows of `stride` values.
+        F32Rows,
+        f32
+    );
+    rows!(
+        /// f16 rows of `stride` bytes.
+        F16Rows,
+        u8
+    );
+    rows!(
+        /// bf16 rows of `stride` bytes.
+        Bf16Rows,
+        u8
+    );
+    rows!(
+        /// Q8_0 rows of `stride` bytes.
+        Q8Rows,
+        u8
+    );
 
     // SAFETY: the loaders only read through their pointers, from slices the attention call
     // borrows for its whole duration.
@@ -263,17 +299,18 @@ pub(crate) mod load {
     impl Load8 for F32Rows {
         #[inline(always)]
         unsafe fn load8(self, row: usize, col: usize) -> __m256 {
-            // SAFETY: within the rows (the caller's contract).
-            unsafe { _mm256_loadu_ps(self.ptr.add(row * self.stride + col)) }
+            // SAFETY: within the rows (the caller's contract; `at` checks it in debug builds).
+            unsafe { _mm256_loadu_ps(self.at(row, col, 8)) }
         }
     }
 
     impl Load8 for F16Rows {
         #[inline(always)]
         unsafe fn load8(self, row: usize, col: usize) -> __m256 {
-            // SAFETY: 16 bytes within the row (the caller's contract); F16C is available.
+            // SAFETY: 16 bytes within the row (the caller's contract; `at` checks it in debug
+            // builds); F16C is available.
             unsafe {
-                let p = self.ptr.add(row * self.stride + 2 * col);
+                let p = self.at(row, 2 * col, 16);
                 _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
             }
         }
@@ -282,9 +319,10 @@ pub(crate) mod load {
     impl Load8 for Bf16Rows {
         #[inline(always)]
         unsafe fn load8(self, row: usize, col: usize) -> __m256 {
-            // SAFETY: 16 bytes within the row (the caller's contract); AVX2 is available.
+            // SAFETY: 16 bytes within the row (the caller's contract; `at` checks it in debug
+            // builds); AVX2 is available.
             unsafe {
-                let p = self.ptr.add(row * self.stride + 2 * col);
+                let p = self.at(row, 2 * col, 16);
                 let w = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()));
                 _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w))
             }
@@ -295,15 +333,14 @@ pub(crate) mod load {
         #[inline(always)]
         unsafe fn load8(self, row: usize, col: usize) -> __m256 {
             // SAFETY: the block holding values col .. col + 8 (col is a multiple of 8, so they
-            // lie in one block) is within the row (the caller's contract); F16C is available.
+            // lie in one block) is within the row (the caller's contract; `at` checks the scale's
+            // 2 bytes and the 8 quants in debug builds); F16C is available.
             unsafe {
-                let b = self
-                    .ptr
-                    .add(row * self.stride + (col / Q8_0_BLOCK) * Q8_0_BYTES);
+                let b = (col / Q8_0_BLOCK) * Q8_0_BYTES;
                 let d = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
-                    b.cast::<u16>().read_unaligned(),
+                    self.at(row, b, 2).cast::<u16>().read_unaligned(),
                 )));
-                let q = _mm_loadl_epi64(b.add(2 + col % Q8_0_BLOCK).cast());
+                let q = _mm_loadl_epi64(self.at(row, b + 2 + col % Q8_0_BLOCK, 8).cast());
                 let x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
                 _mm256_mul_ps(_mm256_set1_ps(_mm_cvtss_f32(d)), x)
             }
@@ -379,5 +416,38 @@ mod tests {
         }
         let mut short = vec![0u8; 10];
         assert!(encode_rows(KvType::F16, width, &src, &mut short).is_err());
+    }
+
+    /// The loaders check every load against the cached rows' slice in debug builds: eight values
+    /// that end one element past the slice are caught before the load.
+    #[test]
+    #[cfg(all(target_arch = "x86_64", debug_assertions))]
+    #[should_panic(expected = "pointer range")]
+    fn loader_past_the_cached_rows_is_caught() {
+        use super::load::{F32Rows, Load8};
+        if !crate::cpu::cpu().avx2_fma_f16c() {
+            panic!("pointer range: no AVX2 loaders on this CPU to check");
+        }
+        let rows = vec![0.0f32; 2 * 16];
+        let k = F32Rows::new(&rows[..2 * 16 - 1], 16);
+        // SAFETY: the CPU has AVX2 and F16C; values 8..16 of row 1 end one past the slice, which
+        // the debug assertion reports before the load (this test only exists with them).
+        let _ = unsafe { k.load8(1, 8) };
+    }
+
+    /// A Q8_0 row's block read past the row's stride is caught too.
+    #[test]
+    #[cfg(all(target_arch = "x86_64", debug_assertions))]
+    #[should_panic(expected = "pointer range")]
+    fn q8_loader_past_the_row_is_caught() {
+        use super::load::{Load8, Q8Rows};
+        if !crate::cpu::cpu().avx2_fma_f16c() {
+            panic!("pointer range: no AVX2 loaders on this CPU to check");
+        }
+        let bytes = vec![0u8; 4 * Q8_0_BYTES];
+        let k = Q8Rows::new(&bytes, 2 * Q8_0_BYTES);
+        // SAFETY: the CPU has AVX2 and F16C; column 64 is the third block of a two-block row
+        // (inside the slice, outside the row), which the debug assertion reports first.
+        let _ = unsafe { k.load8(0, 64) };
     }
 }

@@ -8,6 +8,7 @@
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod attention_tiled;
+mod checked;
 pub mod convert;
 pub mod cpu;
 pub mod dot_bytes;

@@ -10,6 +10,9 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use crate::checked::ptr_at;
+use crate::checked::raw_at_mut;
 use crate::convert::WeightRef;
 pub use crate::matmul_quant::{matmul_quantized, matvec_quantized_many};
 use crate::{check_len, mul, Result};
@@ -47,37 +50,44 @@ pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
 unsafe fn dot_avx2_fma(a: &[f32], b: &[f32]) -> f32 {
     use std::arch::x86_64::*;
     let n = a.len().min(b.len());
-    let pa = a.as_ptr();
-    let pb = b.as_ptr();
     let mut acc0 = _mm256_setzero_ps();
     let mut acc1 = _mm256_setzero_ps();
     let mut acc2 = _mm256_setzero_ps();
     let mut acc3 = _mm256_setzero_ps();
     let mut i = 0usize;
     // SAFETY: every load reads 8 f32 at offsets i..i+8 (resp. +8, +16, +24) with i + 32 <= n
-    // (resp. i + 8 <= n), and n is at most the length of both slices.
+    // (resp. i + 8 <= n), and n is at most the length of both slices: the ranges `ptr_at`
+    // checks in debug builds.
     unsafe {
         while i + 32 <= n {
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+            acc0 = _mm256_fmadd_ps(
+                _mm256_loadu_ps(ptr_at(a, i, 8)),
+                _mm256_loadu_ps(ptr_at(b, i, 8)),
+                acc0,
+            );
             acc1 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 8)),
-                _mm256_loadu_ps(pb.add(i + 8)),
+                _mm256_loadu_ps(ptr_at(a, i + 8, 8)),
+                _mm256_loadu_ps(ptr_at(b, i + 8, 8)),
                 acc1,
             );
             acc2 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 16)),
-                _mm256_loadu_ps(pb.add(i + 16)),
+                _mm256_loadu_ps(ptr_at(a, i + 16, 8)),
+                _mm256_loadu_ps(ptr_at(b, i + 16, 8)),
                 acc2,
             );
             acc3 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 24)),
-                _mm256_loadu_ps(pb.add(i + 24)),
+                _mm256_loadu_ps(ptr_at(a, i + 24, 8)),
+                _mm256_loadu_ps(ptr_at(b, i + 24, 8)),
                 acc3,
             );
             i += 32;
         }
         while i + 8 <= n {
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+            acc0 = _mm256_fmadd_ps(
+                _mm256_loadu_ps(ptr_at(a, i, 8)),
+                _mm256_loadu_ps(ptr_at(b, i, 8)),
+                acc0,
+            );
             i += 8;
         }
     }
@@ -154,22 +164,21 @@ unsafe fn dot4_avx2(x: &[f32], w: &[f32], out: &mut [f32; 4]) {
         dot4_scalar(x, w, out);
         return;
     }
-    let px = x.as_ptr();
-    let pw = w.as_ptr();
     // Two accumulators per row, even and odd 8-wide chunks, as `dot_bytes_avx2` does for F32.
     let mut a0 = [_mm256_setzero_ps(); 4];
     let mut a1 = [_mm256_setzero_ps(); 4];
     let mut i = 0usize;
     // SAFETY: i + 16 <= c, x has c elements and w at least 4·c (checked above), so every load
-    // (x[i..i+16], w[k·c + i..k·c + i + 16] for k < 4) is in bounds.
+    // (x[i..i+16], w[k·c + i..k·c + i + 16] for k < 4) is in bounds: the ranges `ptr_at` checks
+    // in debug builds.
     unsafe {
         while i + 16 <= c {
-            let x0 = _mm256_loadu_ps(px.add(i));
-            let x1 = _mm256_loadu_ps(px.add(i + 8));
+            let x0 = _mm256_loadu_ps(ptr_at(x, i, 8));
+            let x1 = _mm256_loadu_ps(ptr_at(x, i + 8, 8));
             for k in 0..4 {
-                let wk = pw.add(k * c + i);
-                a0[k] = _mm256_fmadd_ps(_mm256_loadu_ps(wk), x0, a0[k]);
-                a1[k] = _mm256_fmadd_ps(_mm256_loadu_ps(wk.add(8)), x1, a1[k]);
+                let wk = k * c + i;
+                a0[k] = _mm256_fmadd_ps(_mm256_loadu_ps(ptr_at(w, wk, 8)), x0, a0[k]);
+                a1[k] = _mm256_fmadd_ps(_mm256_loadu_ps(ptr_at(w, wk + 8, 8)), x1, a1[k]);
             }
             i += 16;
         }
@@ -211,8 +220,43 @@ thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// An output buffer shared by parallel tasks that write disjoint elements of it: the pointer and
+/// the length of the slice it was made from (which [`SendPtr::at`] checks in debug builds).
 #[derive(Clone, Copy)]
-pub(crate) struct SendPtr(pub(crate) *mut f32);
+pub(crate) struct SendPtr {
+    ptr: *mut f32,
+    len: usize,
+}
+
+impl SendPtr {
+    /// The buffer `s`, which must stay mutably borrowed while the pointer is used.
+    pub(crate) fn new(s: &mut [f32]) -> Self {
+        SendPtr {
+            ptr: s.as_mut_ptr(),
+            len: s.len(),
+        }
+    }
+
+    /// No buffer (a placeholder to be overwritten).
+    pub(crate) fn null() -> Self {
+        SendPtr {
+            ptr: std::ptr::null_mut(),
+            len: 0,
+        }
+    }
+
+    /// The pointer to element `at`, to write `n` elements from there.
+    ///
+    /// # Safety
+    /// `[at, at + n)` must lie within the buffer (asserted in debug builds), the buffer must still
+    /// be borrowed, and no other task may access those elements meanwhile.
+    #[inline(always)]
+    #[track_caller]
+    pub(crate) unsafe fn at(&self, at: usize, n: usize) -> *mut f32 {
+        // SAFETY: the caller's contract; `ptr` addresses `len` elements.
+        unsafe { raw_at_mut(self.ptr, self.len, at, n) }
+    }
+}
 // SAFETY: the pointer is only used to write disjoint elements from different tasks (see
 // `matmul`), and the buffer outlives the parallel region.
 unsafe impl Send for SendPtr {}
@@ -240,8 +284,7 @@ pub fn matmul(out: &mut [f32], x: &[f32], n: usize, w: &WeightRef<'_>) -> Result
     let n_blocks = rows.div_ceil(ROW_BLOCK);
     let threads = rayon::current_num_threads().max(1);
     let min_len = (n_blocks / (threads * 4)).max(1);
-    let optr = SendPtr(out.as_mut_ptr());
-    let total = out.len();
+    let optr = SendPtr::new(out);
     let res: Result<()> = (0..n_blocks)
         .into_par_iter()
         .with_min_len(min_len)
@@ -271,11 +314,11 @@ pub fn matmul(out: &mut [f32], x: &[f32], n: usize, w: &WeightRef<'_>) -> Result
                         };
                         for (j, v) in four.iter().take(k).enumerate() {
                             let idx = t * rows + r0 + r + j;
-                            debug_assert!(idx < total);
                             // SAFETY: idx < n * rows == out.len() (checked above); each (t, row)
                             // pair is written by exactly one task because tasks own disjoint row
                             // blocks [r0, r0 + nr); `out` is borrowed mutably for the whole call.
-                            unsafe { *optr.0.add(idx) = *v };
+                            // `at` checks idx < out.len() in debug builds.
+                            unsafe { *optr.at(idx, 1) = *v };
                         }
                         r += k;
                     }
@@ -283,7 +326,6 @@ pub fn matmul(out: &mut [f32], x: &[f32], n: usize, w: &WeightRef<'_>) -> Result
                 Ok(())
             })
         });
-    let _ = total;
     res
 }
 
@@ -320,7 +362,7 @@ fn matmul_direct(out: &mut [f32], x: &[f32], n: usize, w: &WeightRef<'_>) -> Res
         return Ok(());
     }
     // n rows: compute into a [rows × n] transposed view by output row, then scatter.
-    let optr = SendPtr(out.as_mut_ptr());
+    let optr = SendPtr::new(out);
     (0..rows)
         .into_par_iter()
         .with_min_len(min_len)
@@ -330,8 +372,9 @@ fn matmul_direct(out: &mut [f32], x: &[f32], n: usize, w: &WeightRef<'_>) -> Res
             for t in 0..n {
                 let v = f(dtype, wr, &x[t * cols..(t + 1) * cols]);
                 // SAFETY: t * rows + r < n * rows == out.len() (checked by `matmul`); each index is
-                // written by exactly the task that owns row r; `out` is mutably borrowed throughout.
-                unsafe { *optr.0.add(t * rows + r) = v };
+                // written by exactly the task that owns row r; `out` is mutably borrowed throughout
+                // (`at` checks the index in debug builds).
+                unsafe { *optr.at(t * rows + r, 1) = v };
             }
         });
     Ok(())
@@ -488,5 +531,19 @@ pub(crate) mod tests {
         assert!(matmul(&mut out, &[0.0; 5], 1, &w).is_err());
         assert!(matmul(&mut out[..1], &[0.0; 3], 1, &w).is_err());
         assert!(matmul(&mut out, &[0.0; 3], 1, &w).is_ok());
+    }
+
+    /// `matmul_direct` trusts `matmul`'s size checks: given an output one element short, its
+    /// last write is caught by the debug range check (in release builds it would write past it).
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "pointer range")]
+    fn matmul_direct_short_output_is_caught() {
+        let (rows, cols) = (5usize, 8usize);
+        let wb = vec![0u8; 4 * rows * cols];
+        let w = WeightRef::new(DType::F32, &wb, rows, cols).unwrap();
+        let x = vec![0.0f32; 2 * cols];
+        let mut out = vec![0.0f32; 2 * rows - 1];
+        let _ = matmul_direct(&mut out, &x, 2, &w);
     }
 }

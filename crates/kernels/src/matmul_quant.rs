@@ -78,7 +78,7 @@ pub fn matmul_quantized(
     // activation row past them.
     let n_blocks = rows.div_ceil(QROW_BLOCK);
     let min_len = (n_blocks / (threads * 4)).max(1);
-    let optr = SendPtr(out.as_mut_ptr());
+    let optr = SendPtr::new(out);
     (0..n_blocks)
         .into_par_iter()
         .with_min_len(min_len)
@@ -91,8 +91,9 @@ pub fn matmul_quantized(
                     let v = dotq(&w[r * wrb..(r + 1) * wrb], a);
                     // SAFETY: t < n and r < rows, so t * rows + r < n * rows == out.len()
                     // (checked above); each index is written only by the task that owns row
-                    // block b; `out` is mutably borrowed for the whole call.
-                    unsafe { *optr.0.add(t * rows + r) = v };
+                    // block b; `out` is mutably borrowed for the whole call (`at` checks the
+                    // index in debug builds).
+                    unsafe { *optr.at(t * rows + r, 1) = v };
                 }
             }
         });
@@ -148,10 +149,10 @@ pub fn matvec_quantized_many(
             let scales = &sc[..];
             // Global row g belongs to matrix i where starts[i] <= g < starts[i + 1].
             let mut starts = [0usize; MAX + 1];
-            let mut ptrs = [SendPtr(std::ptr::null_mut()); MAX];
+            let mut ptrs = [SendPtr::null(); MAX];
             for (i, o) in outs.iter_mut().enumerate() {
                 starts[i + 1] = starts[i] + o.len();
-                ptrs[i] = SendPtr(o.as_mut_ptr());
+                ptrs[i] = SendPtr::new(o);
             }
             let k = outs.len();
             let total = starts[k];
@@ -167,8 +168,9 @@ pub fn matvec_quantized_many(
                     let (r0, r1) = (g - starts[i], end - starts[i]);
                     // SAFETY: r0 < r1 <= outs[i].len() (starts are prefix sums of the lengths);
                     // these rows are written by this task alone, and `outs` is mutably borrowed
-                    // throughout.
-                    let o = unsafe { std::slice::from_raw_parts_mut(ptrs[i].0.add(r0), r1 - r0) };
+                    // throughout (`at` checks the range in debug builds).
+                    let o =
+                        unsafe { std::slice::from_raw_parts_mut(ptrs[i].at(r0, r1 - r0), r1 - r0) };
                     let wr = &ws[i][r0 * wrb..r1 * wrb];
                     crate::qgemm::dot_rows(ty, wr, wrb, act, scales, o);
                     g = end;
@@ -222,7 +224,7 @@ fn tiled_quantized(
     }
     let n_blocks = rows.div_ceil(QROW_BLOCK);
     let min_len = (n_blocks / (threads * 4)).max(1);
-    let optr = SendPtr(out.as_mut_ptr());
+    let optr = SendPtr::new(out);
     // Tiles of four weight rows where the kernel has the registers for them.
     let wide = crate::qgemm::wide_tiles(ty);
     // Batches of Q4_1, Q4_K, Q6_K and Q8_0: weights repacked eight rows at a time
@@ -307,8 +309,9 @@ fn tiled_quantized(
                     for (j, val) in v.iter().take(k).enumerate() {
                         // SAFETY: t + j < n and r < rows, so (t + j) * rows + r < n * rows ==
                         // out.len() (checked by `matmul_quantized`); each index is written only by
-                        // the task that owns row block b; `out` is mutably borrowed throughout.
-                        unsafe { *optr.0.add((t + j) * rows + r) = *val };
+                        // the task that owns row block b; `out` is mutably borrowed throughout
+                        // (`at` checks the index in debug builds).
+                        unsafe { *optr.at((t + j) * rows + r, 1) = *val };
                     }
                 }
                 t += k;
@@ -377,8 +380,9 @@ unsafe fn x8_rows<'a>(
         let put = |t: usize, rg: usize, v: &[f32; ROWS]| {
             for (i, val) in v.iter().enumerate() {
                 // SAFETY: t < n and rg + i < r1 <= rows, so the index is below n * rows, the
-                // length of `out` (the caller's contract); only this task writes these rows.
-                unsafe { *out.0.add(t * rows + rg + i) = *val };
+                // length of `out` (the caller's contract, checked by `at` in debug builds); only
+                // this task writes these rows.
+                unsafe { *out.at(t * rows + rg + i, 1) = *val };
             }
         };
         let mut t = 0;
@@ -439,8 +443,9 @@ impl QuadTiles<'_> {
             for (i, oi) in o.iter().enumerate() {
                 for (j, val) in oi.iter().enumerate() {
                     // SAFETY: (t + j) * rows + r + i < (t + 4) * rows because r + i < r1 <= rows
-                    // (the caller's contract), and this thread alone writes these rows.
-                    unsafe { *self.out.0.add((self.t + j) * self.rows + r + i) = *val };
+                    // (the caller's contract, checked by `at` in debug builds), and this thread
+                    // alone writes these rows.
+                    unsafe { *self.out.at((self.t + j) * self.rows + r + i, 1) = *val };
                 }
             }
             r += RW;

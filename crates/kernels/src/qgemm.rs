@@ -13,6 +13,7 @@
 // Tiles index several arrays (weights, activations, accumulators) by the same row index.
 #![allow(clippy::needless_range_loop)]
 
+use crate::checked::{ptr_at, Raw};
 use crate::cpu::{cpu, Isa};
 use crate::quants::{dispatch, ActFormat, BlockFormat, BlockType};
 use crate::DType;
@@ -85,14 +86,15 @@ pub(crate) fn dot_rows(
     assert!(act.len() >= nb * ab && scales.len() >= nb * spb);
     let kernel = kernel::<1, 1>(ty, isa);
     let mut t = Tile {
-        w: [w.as_ptr()],
+        w: [Raw::empty()],
         nb,
-        a: [act.as_ptr()],
-        s: [scales.as_ptr()],
+        a: [Raw::new(&act[..nb * ab])],
+        s: [Raw::new(&scales[..nb * spb])],
     };
     for (r, o) in out.iter_mut().enumerate() {
-        // SAFETY: row r < out.len(), so its wrb bytes lie in `w` (asserted above).
-        t.w[0] = unsafe { w.as_ptr().add(r * wrb) };
+        // SAFETY: row r < out.len(), so its wrb bytes lie in `w` (asserted above; `ptr_at`
+        // checks it in debug builds).
+        t.w[0] = Raw::from_raw(unsafe { ptr_at(w, r * wrb, wrb) }, wrb);
         let mut v = [[0.0f32]];
         // SAFETY: `available(ty)` (the caller's contract) and `isa()` guarantee the features;
         // the tile's rows hold `nb` blocks and the activation `nb` blocks and scales (asserted).
@@ -141,19 +143,20 @@ pub(crate) unsafe fn dot_tile_isa<const RW: usize, const R: usize>(
 ) {
     let (wb, ab, spb) = block_sizes(ty);
     let nb = ws[0].len() / wb;
-    let mut wp = [std::ptr::null::<u8>(); RW];
+    let mut wp = [Raw::empty(); RW];
     for i in 0..RW {
-        // The kernels read blocks 0..nb of every weight row unchecked.
+        // The kernels read blocks 0..nb of every weight row unchecked (checked against these
+        // lengths in debug builds).
         assert!(ws[i].len() >= nb * wb);
-        wp[i] = ws[i].as_ptr();
+        wp[i] = Raw::new(&ws[i][..nb * wb]);
     }
-    let mut ap = [std::ptr::null::<u8>(); R];
-    let mut sp = [std::ptr::null::<f32>(); R];
+    let mut ap = [Raw::empty(); R];
+    let mut sp = [Raw::empty(); R];
     for j in 0..R {
         // ... and of every activation row and its scales.
         assert!(acts[j].len() >= nb * ab && scales[j].len() >= nb * spb);
-        ap[j] = acts[j].as_ptr();
-        sp[j] = scales[j].as_ptr();
+        ap[j] = Raw::new(&acts[j][..nb * ab]);
+        sp[j] = Raw::new(&scales[j][..nb * spb]);
     }
     let t = Tile {
         w: wp,
@@ -169,12 +172,13 @@ pub(crate) unsafe fn dot_tile_isa<const RW: usize, const R: usize>(
 }
 
 /// The operands of a tile: `nb` blocks of every weight row `w[i]` and activation row `a[j]`,
-/// and the activation scales `s[j]`.
+/// and the activation scales `s[j]` (each with its length, which the kernels' accesses are
+/// checked against in debug builds).
 pub struct Tile<const RW: usize, const R: usize> {
-    pub(crate) w: [*const u8; RW],
+    pub(crate) w: [Raw<u8>; RW],
     pub(crate) nb: usize,
-    pub(crate) a: [*const u8; R],
-    pub(crate) s: [*const f32; R],
+    pub(crate) a: [Raw<u8>; R],
+    pub(crate) s: [Raw<f32>; R],
 }
 
 #[cfg(test)]
@@ -316,5 +320,65 @@ mod tests {
             unsafe { dot_tile_isa::<1, 1>(isa, DType::Q8_0, [&w], [&a], [&sc], &mut out) };
             assert_eq!(out[0][0], want, "{isa:?}");
         }
+    }
+
+    /// A weight row one byte shorter than the `nb` blocks its tile claims: with debug assertions
+    /// the kernel's range check fires before the read past the row (in release builds it would
+    /// read past it, which is why [`dot_tile_isa`] asserts the lengths).
+    #[cfg(debug_assertions)]
+    fn short_weight_row(ty: DType) {
+        use crate::qdot::{quantize_activations, vec_dot_type};
+        use crate::quantize::quantize_to_vec;
+        if !available(ty) {
+            panic!("pointer range: no tiled kernels on this CPU to check");
+        }
+        let cols = 512;
+        let w: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
+        let w = quantize_to_vec(ty, &w).unwrap();
+        let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.11).cos()).collect();
+        let a = quantize_activations(vec_dot_type(ty).unwrap(), &x).unwrap();
+        let mut sc = Vec::new();
+        act_scales(ty, &a, &mut sc);
+        let t = Tile {
+            w: [Raw::new(&w[..w.len() - 1])],
+            nb: w.len() / block_sizes(ty).0,
+            a: [Raw::new(&a)],
+            s: [Raw::new(&sc)],
+        };
+        for isa in isas() {
+            let mut out = [[0.0f32]];
+            // SAFETY: `isa` comes from `isas()`; the weight row is one byte short of `nb` blocks,
+            // which the kernel's debug assertion reports before reading (this test only exists
+            // with debug assertions).
+            unsafe { kernel::<1, 1>(ty, isa)(&t, &mut out) };
+        }
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "pointer range")]
+    fn short_weight_row_q8_0_is_caught() {
+        short_weight_row(DType::Q8_0);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "pointer range")]
+    fn short_weight_row_q4_1_is_caught() {
+        short_weight_row(DType::Q4_1);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "pointer range")]
+    fn short_weight_row_q4_k_is_caught() {
+        short_weight_row(DType::Q4_K);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "pointer range")]
+    fn short_weight_row_q6_k_is_caught() {
+        short_weight_row(DType::Q6_K);
     }
 }

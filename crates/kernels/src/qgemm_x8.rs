@@ -19,6 +19,7 @@
 // Tiles index weights, activations and accumulators by the same row index.
 #![allow(clippy::needless_range_loop)]
 
+use crate::checked::ptr_at;
 use crate::cpu::Isa;
 use crate::quants::{dispatch, ActFormat, BlockFormat, BlockType};
 use crate::DType;
@@ -115,16 +116,23 @@ pub(crate) unsafe fn tile<const R: usize>(
     let mut a = [std::ptr::null::<u8>(); R];
     let mut s = [std::ptr::null::<f32>(); R];
     let mut c = [std::ptr::null::<i32>(); R];
+    // Sums are read only where the kernel needs them.
+    let cn = if needs_sums(ty, isa) { nb } else { 0 };
     for j in 0..R {
         assert!(acts[j].len() >= nb * ab && scales[j].len() >= nb * spb);
-        assert!(!needs_sums(ty, isa) || sums[j].len() >= nb);
-        a[j] = acts[j].as_ptr();
-        s[j] = scales[j].as_ptr();
-        c[j] = sums[j].as_ptr();
+        assert!(sums[j].len() >= cn);
+        // SAFETY: the ranges are asserted above (and checked again by `ptr_at` in debug builds).
+        unsafe {
+            a[j] = ptr_at(acts[j], 0, nb * ab);
+            s[j] = ptr_at(scales[j], 0, nb * spb);
+            c[j] = ptr_at(sums[j], 0, cn);
+        }
     }
-    let x = packed.as_ptr();
+    // SAFETY: as above.
+    let x = unsafe { ptr_at(packed, 0, group_bytes(ty, nb)) };
     // SAFETY: the sizes are asserted above (and `repacks(ty)`, so the type has the kernel); the
-    // caller guarantees `isa`.
+    // caller guarantees `isa`. The kernels check their accesses against `nb` blocks behind every
+    // pointer in debug builds.
     unsafe { dispatch!(ty, T => T::x8_tile::<R>(isa, x, nb, a, s, c, out)) }
 }
 

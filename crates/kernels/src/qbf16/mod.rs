@@ -363,7 +363,7 @@ fn fast<T: x86::UnitsAvx512, const K: usize>(
     }
     let n_blocks = rows.div_ceil(ROW_BLOCK);
     let min_len = (n_blocks / (threads * 4)).max(1);
-    let optr = SendPtr(out.as_mut_ptr());
+    let optr = SendPtr::new(out);
     (0..n_blocks)
         .into_par_iter()
         .with_min_len(min_len)
@@ -403,8 +403,9 @@ fn fast<T: x86::UnitsAvx512, const K: usize>(
                         };
                         // SAFETY: t < n and r0 + r < rows, so the index is inside `out`
                         // (n · rows values, checked by the caller); each index is written only
-                        // by the task that owns row block b; `out` is borrowed for the call.
-                        unsafe { *optr.0.add(t * rows + r0 + r) = v };
+                        // by the task that owns row block b; `out` is borrowed for the call
+                        // (`at` checks the index in debug builds).
+                        unsafe { *optr.at(t * rows + r0 + r, 1) = v };
                     }
                 }
             })

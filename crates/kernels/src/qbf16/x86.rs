@@ -10,6 +10,8 @@
 use std::arch::x86_64::*;
 use std::mem::offset_of;
 
+use crate::checked::{load_at, ptr_at, ptr_at_mut};
+
 use super::units::{Offsets, Params, Units, UNIT};
 use crate::quants::q2_k::{BlockQ2K, Q2K};
 use crate::quants::q3_k::{BlockQ3K, Q3K};
@@ -63,7 +65,7 @@ pub(crate) trait UnitsAvx512: Units {
 #[target_feature(enable = "avx512f,avx512bw")]
 fn load_table(t: &[u16; 32]) -> __m512i {
     // SAFETY: the table holds exactly 64 readable bytes; `loadu` has no alignment requirement.
-    unsafe { _mm512_loadu_si512(t.as_ptr().cast()) }
+    unsafe { _mm512_loadu_si512(load_at::<64, u16>(t, 0).cast()) }
 }
 
 /// 32 index bytes through a 32-entry word table.
@@ -79,7 +81,7 @@ fn lookup(idx: __m256i, t: &[u16; 32]) -> __m512i {
 fn nibbles(qs: &[u8]) -> __m256i {
     let qs = &qs[..16];
     // SAFETY: `qs` has exactly 16 readable bytes; `loadu` has no alignment requirement.
-    let v = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
+    let v = unsafe { _mm_loadu_si128(load_at::<16, u8>(qs, 0).cast()) };
     let m = _mm_set1_epi8(0x0f);
     _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m))
 }
@@ -90,7 +92,7 @@ fn nibbles(qs: &[u8]) -> __m256i {
 fn load32(b: &[u8]) -> __m256i {
     let b = &b[..32];
     // SAFETY: `b` has exactly 32 readable bytes; `loadu` has no alignment requirement.
-    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+    unsafe { _mm256_loadu_si256(load_at::<32, u8>(b, 0).cast()) }
 }
 
 /// Each byte of `v` shifted right by `s` (0..8) and masked with `m`.
@@ -226,8 +228,8 @@ impl UnitsAvx512 for Q8_0 {
         // SAFETY: the caller guarantees AVX512F/BW/BF16; `qs` has 32 readable bytes, read as
         // two unaligned 16-byte loads. The i8 levels are exact in f32 and in bf16.
         unsafe {
-            let lo = _mm_loadu_si128(qs.as_ptr().cast());
-            let hi = _mm_loadu_si128(qs.as_ptr().add(16).cast());
+            let lo = _mm_loadu_si128(load_at::<16, u8>(qs, 0).cast());
+            let hi = _mm_loadu_si128(load_at::<16, u8>(qs, 16).cast());
             let flo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo));
             let fhi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi));
             std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(fhi, flo))
@@ -290,10 +292,9 @@ impl UnitsAvx512 for Q6K {
             let lo = bits(load32(ql), 4 * (k >> 1), 0x0f);
             let hi = bits(load32(qh), 2 * k, 3);
             let idx = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
-            let t = T_M32.as_ptr();
             let (t0, t1) = (
-                _mm512_loadu_si512(t.cast()),
-                _mm512_loadu_si512(t.add(32).cast()),
+                _mm512_loadu_si512(load_at::<64, u16>(&T_M32, 0).cast()),
+                _mm512_loadu_si512(load_at::<64, u16>(&T_M32, 32).cast()),
             );
             _mm512_permutex2var_epi16(t0, _mm512_cvtepu8_epi16(idx), t1)
         }
@@ -318,7 +319,11 @@ unsafe fn load_bh(x: &[u16]) -> __m512bh {
     let x = &x[..UNIT];
     // SAFETY: `x` has exactly 32 readable u16 (64 bytes); `loadu` has no alignment requirement;
     // __m512i and __m512bh are both 64 bytes of plain bits.
-    unsafe { std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(x.as_ptr().cast())) }
+    unsafe {
+        std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
+            load_at::<64, u16>(x, 0).cast(),
+        ))
+    }
 }
 
 /// One unit: `acc.h + dpbf16(levels, x₀) · scales` and, with `K = 3` terms,
@@ -395,11 +400,11 @@ fn finish<const K: usize>(acc: Acc, offsets: Offsets, offs: &[f32], sums: &[f32]
         let k = (n - i).min(16);
         let m: u16 = if k == 16 { 0xffff } else { (1u16 << k) - 1 };
         // SAFETY: the masked loads read only lanes `< k`, i.e. elements `i..i + k` with
-        // `i + k <= n`, inside both slices.
+        // `i + k <= n`, inside both slices (the ranges `ptr_at` checks in debug builds).
         let (o, s) = unsafe {
             (
-                _mm512_maskz_loadu_ps(m, offs.as_ptr().add(i)),
-                _mm512_maskz_loadu_ps(m, sums.as_ptr().add(i)),
+                _mm512_maskz_loadu_ps(m, ptr_at(offs, i, k)),
+                _mm512_maskz_loadu_ps(m, ptr_at(sums, i, k)),
             )
         };
         macc = _mm512_fmadd_ps(o, s, macc);
@@ -482,7 +487,7 @@ pub(crate) unsafe fn expand_row<T: UnitsAvx512>(
             let dst = &mut words[gu * UNIT..][..UNIT];
             // SAFETY: the caller guarantees the CPU features; `dst` has exactly 32 writable
             // u16 (64 bytes); `storeu` has no alignment requirement.
-            unsafe { _mm512_storeu_si512(dst.as_mut_ptr().cast(), T::levels512(b, u)) };
+            unsafe { _mm512_storeu_si512(ptr_at_mut(dst, 0, UNIT).cast(), T::levels512(b, u)) };
             scales[gu] = p.scales[u];
             put_offsets(T::OFFSETS, &p, u, gu, offs);
         }
@@ -510,7 +515,7 @@ pub(crate) unsafe fn dot_expanded<T: UnitsAvx512, const K: usize>(
         // SAFETY: `w` is exactly 32 u16 (64 bytes); the caller guarantees the features, and
         // every term of `x` holds the unit's 32 values at `gu * 32`.
         unsafe {
-            let lv = _mm512_loadu_si512(w.as_ptr().cast());
+            let lv = _mm512_loadu_si512(load_at::<64, u16>(w, 0).cast());
             acc = step::<K>(acc, lv, sc, T::HALF_SCALES, &x[gu * UNIT..], cols);
         }
     }

@@ -97,6 +97,7 @@ mod x86 {
     use std::mem::{offset_of, size_of};
 
     use super::{BlockQ4_1, BlockQ8_1};
+    use crate::checked::{ptr_at_mut, Raw};
     use crate::qgemm::Tile;
     use crate::qgemm_x8::{interleave, put_f32_of_f16, repack_with, ROWS};
     use crate::quants::simd::{
@@ -157,15 +158,16 @@ mod x86 {
                         let unpack = |v: __m128i| {
                             _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), mask)
                         };
-                        // SAFETY: block b < nb of weight row i (and b + 1 when `two`).
+                        // SAFETY: block b < nb of weight row i (and b + 1 when `two`): the ranges
+                        // `sub`, `ld16` and `at` check in debug builds.
                         unsafe {
-                            let p0 = t.w[i].add(b * B41);
+                            let p0 = t.w[i].sub(b * B41, B41);
                             q[i][0] = unpack(ld16(p0, qs_off));
-                            let w0 = p0.cast::<u32>().read_unaligned();
+                            let w0 = p0.at(0, 4).cast::<u32>().read_unaligned();
                             let w1 = if two {
-                                let p1 = p0.add(B41);
+                                let p1 = t.w[i].sub((b + 1) * B41, B41);
                                 q[i][1] = unpack(ld16(p1, qs_off));
-                                p1.cast::<u32>().read_unaligned()
+                                p1.at(0, 4).cast::<u32>().read_unaligned()
                             } else {
                                 0
                             };
@@ -174,15 +176,15 @@ mod x86 {
                     }
                     for j in 0..R {
                         // SAFETY: blocks b (and b + 1 when `two`) of activation row j and their
-                        // scales `[d, s]` per block.
+                        // scales `[d, s]` per block (the ranges `ld` and `at` check in debug builds).
                         let (y0, y1, ds) = unsafe {
                             let a = t.a[j];
-                            let s = t.s[j].add(2 * b);
+                            let s = t.s[j];
                             if two {
                                 let (ya, yb) = (ld(a, b * B81 + yq_off), ld(a, (b + 1) * B81 + yq_off));
-                                (ya, yb, _mm_loadu_ps(s))
+                                (ya, yb, _mm_loadu_ps(s.at(2 * b, 4)))
                             } else {
-                                let ds = _mm_castsi128_ps(_mm_loadl_epi64(s.cast()));
+                                let ds = _mm_castsi128_ps(_mm_loadl_epi64(s.at(2 * b, 2).cast()));
                                 (ld(a, b * B81 + yq_off), zero, ds)
                             }
                         };
@@ -202,7 +204,7 @@ mod x86 {
                         let lane = |v: __m128, k: usize| {
                             let mut x = [0.0f32; 4];
                             // SAFETY: `x` holds 4 f32; `storeu` has no alignment requirement.
-                            unsafe { _mm_storeu_ps(x.as_mut_ptr(), v) };
+                            unsafe { _mm_storeu_ps(ptr_at_mut(&mut x, 0, 4), v) };
                             x[k]
                         };
                         out[i][j] = (lane(a, 0) + lane(a, 2)) + (lane(m, 1) + lane(m, 3));
@@ -258,35 +260,40 @@ mod x86 {
                 s: [*const f32; R],
                 out: &mut [[f32; ROWS]; R],
             ) {
+                // The lengths behind the pointers (the contract), checked against in debug builds.
+                let x = Raw::from_raw(x, nb * BLOCK1_BYTES);
+                let a = Raw::from_raw_each(a, nb * B81);
+                let s = Raw::from_raw_each(s, 2 * nb);
                 let yq = offset_of!(BlockQ8_1, qs);
                 let m4 = _mm256_set1_epi8(0x0f);
                 let mut facc = [[_mm256_setzero_ps(); R]; 2];
                 let mut sm = [[_mm256_setzero_ps(); R]; 2];
                 for b in 0..nb {
-                    // SAFETY: block b < nb of the repacked group.
-                    let xb = unsafe { x.add(b * BLOCK1_BYTES) };
+                    // SAFETY: block b < nb of the repacked group (`sub` checks it in debug builds,
+                    // as `at` does every range below).
+                    let xb = unsafe { x.sub(b * BLOCK1_BYTES, BLOCK1_BYTES) };
                     let mut lo = [_mm256_setzero_si256(); 4];
                     let mut hi = [_mm256_setzero_si256(); 4];
                     for k in 0..4 {
                         // SAFETY: quant vector k of the block.
-                        let v = unsafe { _mm256_loadu_si256(xb.add(OFF1_Q + 32 * k).cast()) };
+                        let v = unsafe { _mm256_loadu_si256(xb.at(OFF1_Q + 32 * k, 32).cast()) };
                         lo[k] = _mm256_and_si256(v, m4);
                         hi[k] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
                     }
                     // SAFETY: the f32 `d` and `m` of the block.
                     let (d, m) = unsafe {
                         (
-                            _mm256_loadu_ps(xb.cast()),
-                            _mm256_loadu_ps(xb.add(OFF1_M).cast()),
+                            _mm256_loadu_ps(xb.at(0, 32).cast()),
+                            _mm256_loadu_ps(xb.at(OFF1_M, 32).cast()),
                         )
                     };
                     for j in 0..R {
                         // SAFETY: block b < nb of activation row j, its quants and two scales.
                         let (y, yd, ys) = unsafe {
                             (
-                                a[j].add(b * B81 + yq),
-                                *s[j].add(2 * b),
-                                *s[j].add(2 * b + 1),
+                                a[j].sub(b * B81 + yq, 32),
+                                *s[j].at(2 * b, 1),
+                                *s[j].at(2 * b + 1, 1),
                             )
                         };
                         let mut i = _mm256_setzero_si256();
@@ -294,8 +301,8 @@ mod x86 {
                             // SAFETY: activation bytes 4k .. 4k + 4 and 16 + 4k .. 20 + 4k of 32.
                             let (y0, y1) = unsafe {
                                 (
-                                    y.add(4 * k).cast::<i32>().read_unaligned(),
-                                    y.add(16 + 4 * k).cast::<i32>().read_unaligned(),
+                                    y.at(4 * k, 4).cast::<i32>().read_unaligned(),
+                                    y.at(16 + 4 * k, 4).cast::<i32>().read_unaligned(),
                                 )
                             };
                             i = $dota(i, lo[k], _mm256_set1_epi32(y0));
@@ -313,7 +320,7 @@ mod x86 {
                         _mm256_add_ps(sm[0][j], sm[1][j]),
                     );
                     // SAFETY: `out[j]` is eight writable f32; `storeu` has no alignment requirement.
-                    unsafe { _mm256_storeu_ps(out[j].as_mut_ptr(), v) };
+                    unsafe { _mm256_storeu_ps(ptr_at_mut(&mut out[j], 0, 8), v) };
                 }
             }
         };

@@ -121,6 +121,7 @@ mod x86 {
     use std::mem::{offset_of, size_of};
 
     use super::BlockQ4K;
+    use crate::checked::{ptr_at_mut, Raw};
     use crate::qgemm::Tile;
     use crate::qgemm_x8::{interleave, put_f32_of_f16, repack_with, ROWS};
     use crate::quants::q8_k::{q8k, BlockQ8K};
@@ -212,20 +213,21 @@ mod x86 {
                     let mut dbits = [[0u32; 2]; RW];
                     for h in 0..1 + usize::from(two) {
                         let bb = b + h;
-                        let mut xs = [std::ptr::null::<u8>(); RW];
+                        let mut xs = [Raw::empty(); RW];
                         let mut mins = [_mm_setzero_si128(); RW];
                         let mut sc = [[0i16; 16]; RW];
                         for i in 0..RW {
-                            // SAFETY: block bb < nb of weight row i.
-                            let x = unsafe { t.w[i].add(bb * B4K) };
+                            // SAFETY: block bb < nb of weight row i (`sub` checks it in debug builds,
+                            // as `at` and `ld` do the ranges below).
+                            let x = unsafe { t.w[i].sub(bb * B4K, B4K) };
                             xs[i] = x;
                             // SAFETY: the 12 scale bytes and the two f16 of the block.
                             let (raw, d) = unsafe {
                                 (
-                                    x.add(offset_of!(BlockQ4K, scales))
+                                    x.at(offset_of!(BlockQ4K, scales), 12)
                                         .cast::<[u8; 12]>()
                                         .read_unaligned(),
-                                    x.add(offset_of!(BlockQ4K, d)).cast::<u32>().read_unaligned(),
+                                    x.at(offset_of!(BlockQ4K, d), 4).cast::<u32>().read_unaligned(),
                                 )
                             };
                             dbits[i][h] = d;
@@ -239,12 +241,13 @@ mod x86 {
                             mins[i] = _mm256_extracti128_si256(sm, 1);
                             // SAFETY: `sc[i]` is 32 writable bytes; `storeu` has no alignment
                             // requirement.
-                            unsafe { _mm256_storeu_si256(sc[i].as_mut_ptr().cast(), sm) };
+                            unsafe { _mm256_storeu_si256(ptr_at_mut(&mut sc[i], 0, 16).cast(), sm) };
                         }
-                        let mut ys = [std::ptr::null::<u8>(); R];
+                        let mut ys = [Raw::empty(); R];
                         for j in 0..R {
-                            // SAFETY: block bb < nb of activation row j.
-                            ys[j] = unsafe { t.a[j].add(bb * B8K) };
+                            // SAFETY: block bb < nb of activation row j (checked by `sub` in debug
+                            // builds).
+                            ys[j] = unsafe { t.a[j].sub(bb * B8K, B8K) };
                         }
                         for g in 0..QK_K / 64 {
                             for i in 0..RW {
@@ -287,11 +290,11 @@ mod x86 {
                     for j in 0..R {
                         // SAFETY: the scales of blocks b (and b + 1 when `two`).
                         let yd = unsafe {
-                            let s = t.s[j].add(b);
+                            let s = t.s[j];
                             if two {
-                                _mm_castsi128_ps(_mm_loadl_epi64(s.cast()))
+                                _mm_castsi128_ps(_mm_loadl_epi64(s.at(b, 2).cast()))
                             } else {
-                                _mm_load_ss(s)
+                                _mm_load_ss(s.at(b, 1))
                             }
                         };
                         // [y, y, y', y'].
@@ -373,17 +376,22 @@ mod x86 {
                 s: [*const f32; R],
                 out: &mut [[f32; ROWS]; R],
             ) {
+                // The lengths behind the pointers (the contract), checked against in debug builds.
+                let x = Raw::from_raw(x, nb * BLOCK_BYTES);
+                let a = Raw::from_raw_each(a, nb * B8K);
+                let s = Raw::from_raw_each(s, nb);
                 let m4 = _mm256_set1_epi8(0x0f);
                 let yq = offset_of!(BlockQ8K, qs);
                 let yb = offset_of!(BlockQ8K, bsums);
                 let mut facc = [[_mm256_setzero_ps(); R]; 2];
                 for b in 0..nb {
-                    // SAFETY: block b < nb of the repacked group.
-                    let xb = unsafe { x.add(b * BLOCK_BYTES) };
-                    let mut ys = [std::ptr::null::<u8>(); R];
+                    // SAFETY: block b < nb of the repacked group (`sub` checks it in debug builds,
+                    // as `at` does every range below).
+                    let xb = unsafe { x.sub(b * BLOCK_BYTES, BLOCK_BYTES) };
+                    let mut ys = [Raw::empty(); R];
                     for j in 0..R {
-                        // SAFETY: block b < nb of activation row j, its quants.
-                        ys[j] = unsafe { a[j].add(b * B8K + yq) };
+                        // SAFETY: block b < nb of activation row j.
+                        ys[j] = unsafe { a[j].sub(b * B8K, B8K) };
                     }
                     let mut isum = [_mm256_setzero_si256(); R];
                     for g in 0..QK_K / 64 {
@@ -391,10 +399,10 @@ mod x86 {
                         let (sc_lo, sc_hi) = unsafe {
                             (
                                 _mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                                    xb.add(OFF_SC + 16 * g).cast(),
+                                    xb.at(OFF_SC + 16 * g, 8).cast(),
                                 )),
                                 _mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                                    xb.add(OFF_SC + 16 * g + 8).cast(),
+                                    xb.at(OFF_SC + 16 * g + 8, 8).cast(),
                                 )),
                             )
                         };
@@ -403,7 +411,7 @@ mod x86 {
                         for k in 0..8 {
                             // SAFETY: quant vector (g, k) of the block.
                             let v = unsafe {
-                                _mm256_loadu_si256(xb.add(OFF_QS + (g * 8 + k) * 32).cast())
+                                _mm256_loadu_si256(xb.at(OFF_QS + (g * 8 + k) * 32, 32).cast())
                             };
                             let lo = _mm256_and_si256(v, m4);
                             let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
@@ -412,8 +420,8 @@ mod x86 {
                                 // SAFETY: activation bytes o .. o + 36 < QK_K of the block.
                                 let (y0, y1) = unsafe {
                                     (
-                                        ys[j].add(o).cast::<i32>().read_unaligned(),
-                                        ys[j].add(o + 32).cast::<i32>().read_unaligned(),
+                                        ys[j].at(yq + o, 4).cast::<i32>().read_unaligned(),
+                                        ys[j].at(yq + o + 32, 4).cast::<i32>().read_unaligned(),
                                     )
                                 };
                                 slo[j] = $dota(slo[j], lo, _mm256_set1_epi32(y0));
@@ -431,10 +439,10 @@ mod x86 {
                     // SAFETY: the f32 `d`, `dmin` and the 64 min bytes of the block.
                     let (d, dmin, mn01, mn23) = unsafe {
                         (
-                            _mm256_loadu_ps(xb.add(OFF_D).cast()),
-                            _mm256_loadu_ps(xb.add(OFF_DMIN).cast()),
-                            _mm256_loadu_si256(xb.add(OFF_MN).cast()),
-                            _mm256_loadu_si256(xb.add(OFF_MN + 32).cast()),
+                            _mm256_loadu_ps(xb.at(OFF_D, 32).cast()),
+                            _mm256_loadu_ps(xb.at(OFF_DMIN, 32).cast()),
+                            _mm256_loadu_si256(xb.at(OFF_MN, 32).cast()),
+                            _mm256_loadu_si256(xb.at(OFF_MN + 32, 32).cast()),
                         )
                     };
                     let mn = [
@@ -446,7 +454,7 @@ mod x86 {
                     for j in 0..R {
                         // SAFETY: the scale of block b < nb and the block's 16 i16 group sums.
                         let (yd, bs) = unsafe {
-                            (*s[j].add(b), _mm256_loadu_si256(ys[j].add(yb - yq).cast()))
+                            (*s[j].at(b, 1), _mm256_loadu_si256(ys[j].at(yb, 32).cast()))
                         };
                         // The eight sums of 32 activations, as four i32 lanes of two i16 each.
                         let q8s = _mm_hadd_epi16(
@@ -474,7 +482,7 @@ mod x86 {
                 for j in 0..R {
                     let v = _mm256_add_ps(facc[0][j], facc[1][j]);
                     // SAFETY: `out[j]` is eight writable f32; `storeu` has no alignment requirement.
-                    unsafe { _mm256_storeu_ps(out[j].as_mut_ptr(), v) };
+                    unsafe { _mm256_storeu_ps(ptr_at_mut(&mut out[j], 0, 8), v) };
                 }
             }
         };

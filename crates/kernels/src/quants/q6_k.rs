@@ -158,6 +158,7 @@ mod x86 {
     use std::mem::{offset_of, size_of};
 
     use super::BlockQ6K;
+    use crate::checked::{ptr_at_mut, Raw};
     use crate::qgemm::Tile;
     use crate::qgemm_x8::{interleave, put_f32_of_f16, repack_with, ROWS};
     use crate::quants::q8_k::{q8k, BlockQ8K};
@@ -247,23 +248,24 @@ mod x86 {
                 let yq = offset_of!(BlockQ8K, qs);
                 let yb = offset_of!(BlockQ8K, bsums);
                 for b in 0..t.nb {
-                    let mut ys = [std::ptr::null::<u8>(); R];
+                    let mut ys = [Raw::empty(); R];
                     for j in 0..R {
-                        // SAFETY: block b < nb of activation row j.
-                        ys[j] = unsafe { t.a[j].add(b * B8K) };
+                        // SAFETY: block b < nb of activation row j (`sub` checks it in debug
+                        // builds, as `ld`, `ld16`, `f16` and `at` do the ranges below).
+                        ys[j] = unsafe { t.a[j].sub(b * B8K, B8K) };
                     }
-                    let mut xs = [std::ptr::null::<u8>(); RW];
+                    let mut xs = [Raw::empty(); RW];
                     let mut sc = [[0i16; 16]; RW];
                     let mut acc = [[_mm256_setzero_si256(); R]; RW];
                     for i in 0..RW {
                         // SAFETY: block b < nb of weight row i, its 16 scale bytes.
-                        let x = unsafe { t.w[i].add(b * B6K) };
+                        let x = unsafe { t.w[i].sub(b * B6K, B6K) };
                         xs[i] = x;
-                        // SAFETY: as above.
-                        let sc16 =
-                            _mm256_cvtepi8_epi16(unsafe { ld16(x, offset_of!(BlockQ6K, scales)) });
+                        // SAFETY: as above (`ld16` checks the range in debug builds).
+                        let raw = unsafe { ld16(x, offset_of!(BlockQ6K, scales)) };
+                        let sc16 = _mm256_cvtepi8_epi16(raw);
                         // SAFETY: `sc[i]` is 32 writable bytes; `storeu` has no alignment requirement.
-                        unsafe { _mm256_storeu_si256(sc[i].as_mut_ptr().cast(), sc16) };
+                        unsafe { _mm256_storeu_si256(ptr_at_mut(&mut sc[i], 0, 16).cast(), sc16) };
                         for j in 0..R {
                             // 32 · Σ_g sc_g · bsum_g, subtracted once instead of 32 from every level.
                             // SAFETY: the 16 i16 group sums of the activation block.
@@ -302,7 +304,7 @@ mod x86 {
                         let dw = unsafe { f16(xs[i], offset_of!(BlockQ6K, d)) };
                         for j in 0..R {
                             // SAFETY: the scale of block b < nb.
-                            let d = dw * unsafe { *t.s[j].add(b) };
+                            let d = dw * unsafe { *t.s[j].at(b, 1) };
                             let (isum, _) = hsum2_i32(acc[i][j], _mm_setzero_si128());
                             facc[i][j] = d.mul_add(isum as f32, facc[i][j]);
                         }
@@ -374,33 +376,41 @@ mod x86 {
                 s: [*const f32; R],
                 out: &mut [[f32; ROWS]; R],
             ) {
+                // The lengths behind the pointers (the contract), checked against in debug builds.
+                let x = Raw::from_raw(x, nb * BLOCK6_BYTES);
+                let a = Raw::from_raw_each(a, nb * B8K);
+                let s = Raw::from_raw_each(s, nb);
                 let yq = offset_of!(BlockQ8K, qs);
                 let yb = offset_of!(BlockQ8K, bsums);
                 let mut facc = [_mm256_setzero_ps(); R];
                 for b in 0..nb {
-                    // SAFETY: block b < nb of the repacked group.
-                    let xb = unsafe { x.add(b * BLOCK6_BYTES) };
-                    let mut ys = [std::ptr::null::<u8>(); R];
+                    // SAFETY: block b < nb of the repacked group (`sub` checks it in debug builds,
+                    // as `at` does every range below).
+                    let xb = unsafe { x.sub(b * BLOCK6_BYTES, BLOCK6_BYTES) };
+                    let mut ys = [Raw::empty(); R];
                     for j in 0..R {
-                        // SAFETY: block b < nb of activation row j, its quants.
-                        ys[j] = unsafe { a[j].add(b * B8K + yq) };
+                        // SAFETY: block b < nb of activation row j.
+                        ys[j] = unsafe { a[j].sub(b * B8K, B8K) };
                     }
                     let mut isum = [_mm256_setzero_si256(); R];
                     for g in 0..QK_K / 16 {
                         // SAFETY: the 8 scale bytes of group g, inside the block.
                         let scv = _mm256_cvtepi8_epi32(unsafe {
-                            _mm_loadl_epi64(xb.add(OFF6_SC + 8 * g).cast())
+                            _mm_loadl_epi64(xb.at(OFF6_SC + 8 * g, 8).cast())
                         });
                         let mut gs = [_mm256_setzero_si256(); R];
                         for k in 0..4 {
                             // SAFETY: level vector (g, k) of the block.
                             let v = unsafe {
-                                _mm256_loadu_si256(xb.add(OFF6_Q + (g * 4 + k) * 32).cast())
+                                _mm256_loadu_si256(xb.at(OFF6_Q + (g * 4 + k) * 32, 32).cast())
                             };
                             let o = 16 * g + 4 * k;
                             for j in 0..R {
-                                // SAFETY: activation bytes o .. o + 4 <= QK_K of the block.
-                                let y = unsafe { ys[j].add(o).cast::<i32>().read_unaligned() };
+                                // SAFETY: activation bytes o .. o + 4 <= QK_K of the block (`at`
+                                // checks the range in debug builds).
+                                let yp = unsafe { ys[j].at(yq + o, 4) }.cast::<i32>();
+                                // SAFETY: as above; `read_unaligned` needs no alignment.
+                                let y = unsafe { yp.read_unaligned() };
                                 gs[j] = $dota(gs[j], v, _mm256_set1_epi32(y));
                             }
                         }
@@ -411,12 +421,12 @@ mod x86 {
                     // SAFETY: the f32 `d` and the 128 scale-pair bytes of the block.
                     let (d, scp) = unsafe {
                         (
-                            _mm256_loadu_ps(xb.add(OFF6_D).cast()),
+                            _mm256_loadu_ps(xb.at(OFF6_D, 32).cast()),
                             [
-                                _mm256_loadu_si256(xb.add(OFF6_SCP).cast()),
-                                _mm256_loadu_si256(xb.add(OFF6_SCP + 32).cast()),
-                                _mm256_loadu_si256(xb.add(OFF6_SCP + 64).cast()),
-                                _mm256_loadu_si256(xb.add(OFF6_SCP + 96).cast()),
+                                _mm256_loadu_si256(xb.at(OFF6_SCP, 32).cast()),
+                                _mm256_loadu_si256(xb.at(OFF6_SCP + 32, 32).cast()),
+                                _mm256_loadu_si256(xb.at(OFF6_SCP + 64, 32).cast()),
+                                _mm256_loadu_si256(xb.at(OFF6_SCP + 96, 32).cast()),
                             ],
                         )
                     };
@@ -433,7 +443,7 @@ mod x86 {
                     for j in 0..R {
                         // SAFETY: the scale of block b < nb and the block's 16 i16 group sums.
                         let (yd, bs) = unsafe {
-                            (*s[j].add(b), _mm256_loadu_si256(ys[j].add(yb - yq).cast()))
+                            (*s[j].at(b, 1), _mm256_loadu_si256(ys[j].at(yb, 32).cast()))
                         };
                         // Σ_g sc_g bsum_g, two groups per i32 lane of `bs`.
                         let lo = _mm256_castsi256_si128(bs);
@@ -454,7 +464,7 @@ mod x86 {
                 }
                 for j in 0..R {
                     // SAFETY: `out[j]` is eight writable f32; `storeu` has no alignment requirement.
-                    unsafe { _mm256_storeu_ps(out[j].as_mut_ptr(), facc[j]) };
+                    unsafe { _mm256_storeu_ps(ptr_at_mut(&mut out[j], 0, 8), facc[j]) };
                 }
             }
         };

@@ -141,6 +141,7 @@ mod x86 {
     use std::mem::{offset_of, size_of};
 
     use super::BlockQ8_0;
+    use crate::checked::{ptr_at_mut, Raw};
     use crate::qgemm::Tile;
     use crate::qgemm_x8::{interleave, put_f32_of_f16, repack_with, ROWS};
     use crate::quants::simd::{
@@ -196,32 +197,33 @@ mod x86 {
                     let mut pv = [[zero; 2]; RW];
                     let mut dw = [_mm_setzero_ps(); RW];
                     for i in 0..RW {
-                        // SAFETY: block b < nb of weight row i (and b + 1 when `two`).
+                        // SAFETY: block b < nb of weight row i (and b + 1 when `two`): within
+                        // the row's length, which `ld` and `at` check in debug builds.
                         unsafe {
                             let w = t.w[i];
-                            let dp = w.add(b * B80 + offset_of!(BlockQ8_0, d));
+                            let dp = b * B80 + offset_of!(BlockQ8_0, d);
                             xv[i][0] = ld(w, b * B80 + off);
                             let d1 = if two {
                                 xv[i][1] = ld(w, (b + 1) * B80 + off);
-                                dp.add(B80).cast::<u16>().read_unaligned()
+                                w.at(dp + B80, 2).cast::<u16>().read_unaligned()
                             } else {
                                 0
                             };
-                            let d0 = dp.cast::<u16>().read_unaligned();
+                            let d0 = w.at(dp, 2).cast::<u16>().read_unaligned();
                             dw[i] = f16x4(u64::from(d0) | (u64::from(d1) << 32));
                         }
                         pv[i] = [$prep(xv[i][0]), $prep(xv[i][1])];
                     }
                     for j in 0..R {
                         // SAFETY: blocks b (and b + 1 when `two`) of activation row j and their
-                        // scales.
+                        // scales (the ranges `ld` and `at` check in debug builds).
                         let (y0, y1, yd) = unsafe {
                             let a = t.a[j];
-                            let s = t.s[j].add(b);
+                            let s = t.s[j];
                             let yd = if two {
-                                _mm_castsi128_ps(_mm_loadl_epi64(s.cast()))
+                                _mm_castsi128_ps(_mm_loadl_epi64(s.at(b, 2).cast()))
                             } else {
-                                _mm_load_ss(s)
+                                _mm_load_ss(s.at(b, 1))
                             };
                             let y1 = if two {
                                 ld(a, (b + 1) * B80 + off)
@@ -310,27 +312,32 @@ mod x86 {
         out: &mut [[f32; ROWS]; R],
     ) {
         let yq = offset_of!(BlockQ8_0, qs);
+        // The lengths behind the pointers (the contract), checked against in debug builds.
+        let x = Raw::from_raw(x, nb * BLOCK8_BYTES);
+        let a = Raw::from_raw_each(a, nb * B80);
+        let s = Raw::from_raw_each(s, nb);
         let mut facc = [[_mm256_setzero_ps(); R]; 2];
         for b in 0..nb {
-            // SAFETY: block b < nb of the repacked group.
-            let xb = unsafe { x.add(b * BLOCK8_BYTES) };
+            // SAFETY: block b < nb of the repacked group (`sub` checks it in debug builds, as
+            // `at` does every range below).
+            let xb = unsafe { x.sub(b * BLOCK8_BYTES, BLOCK8_BYTES) };
             let mut xv = [_mm256_setzero_si256(); 8];
             let mut ax = [_mm256_setzero_si256(); 8];
             for k in 0..8 {
                 // SAFETY: quant vector k of the block.
-                xv[k] = unsafe { _mm256_loadu_si256(xb.add(OFF8_Q + 32 * k).cast()) };
+                xv[k] = unsafe { _mm256_loadu_si256(xb.at(OFF8_Q + 32 * k, 32).cast()) };
                 ax[k] = _mm256_sign_epi8(xv[k], xv[k]);
             }
             // SAFETY: the f32 `d` of the block.
-            let d = unsafe { _mm256_loadu_ps(xb.cast()) };
+            let d = unsafe { _mm256_loadu_ps(xb.at(0, 32).cast()) };
             for j in 0..R {
                 // SAFETY: block b < nb of activation row j, its quants and scale.
-                let (y, yd) = unsafe { (a[j].add(b * B80 + yq), *s[j].add(b)) };
+                let (y, yd) = unsafe { (a[j].sub(b * B80 + yq, 32), *s[j].at(b, 1)) };
                 let mut i = _mm256_setzero_si256();
                 for k in 0..8 {
                     // SAFETY: activation bytes 4k .. 4k + 4 of the block's 32.
                     let yk =
-                        _mm256_set1_epi32(unsafe { y.add(4 * k).cast::<i32>().read_unaligned() });
+                        _mm256_set1_epi32(unsafe { y.at(4 * k, 4).cast::<i32>().read_unaligned() });
                     i = dota_avx2(i, ax[k], _mm256_sign_epi8(yk, xv[k]));
                 }
                 let dd = _mm256_mul_ps(d, _mm256_set1_ps(yd));
@@ -340,7 +347,7 @@ mod x86 {
         for j in 0..R {
             let v = _mm256_add_ps(facc[0][j], facc[1][j]);
             // SAFETY: `out[j]` is eight writable f32; `storeu` has no alignment requirement.
-            unsafe { _mm256_storeu_ps(out[j].as_mut_ptr(), v) };
+            unsafe { _mm256_storeu_ps(ptr_at_mut(&mut out[j], 0, 8), v) };
         }
     }
 
@@ -361,27 +368,34 @@ mod x86 {
         out: &mut [[f32; ROWS]; R],
     ) {
         let yq = offset_of!(BlockQ8_0, qs);
+        // The lengths behind the pointers (the contract), checked against in debug builds.
+        let x = Raw::from_raw(x, nb * BLOCK8_BYTES);
+        let a = Raw::from_raw_each(a, nb * B80);
+        let s = Raw::from_raw_each(s, nb);
+        let c = Raw::from_raw_each(c, nb);
         let bias = _mm256_set1_epi8(-128);
         let mut facc = [[_mm256_setzero_ps(); R]; 2];
         for b in 0..nb {
-            // SAFETY: block b < nb of the repacked group.
-            let xb = unsafe { x.add(b * BLOCK8_BYTES) };
+            // SAFETY: block b < nb of the repacked group (`sub` checks it in debug builds, as
+            // `at` does every range below).
+            let xb = unsafe { x.sub(b * BLOCK8_BYTES, BLOCK8_BYTES) };
             let mut ux = [_mm256_setzero_si256(); 8];
             for k in 0..8 {
                 // SAFETY: quant vector k of the block.
-                let v = unsafe { _mm256_loadu_si256(xb.add(OFF8_Q + 32 * k).cast()) };
+                let v = unsafe { _mm256_loadu_si256(xb.at(OFF8_Q + 32 * k, 32).cast()) };
                 ux[k] = _mm256_xor_si256(v, bias);
             }
             // SAFETY: the f32 `d` of the block.
-            let d = unsafe { _mm256_loadu_ps(xb.cast()) };
+            let d = unsafe { _mm256_loadu_ps(xb.at(0, 32).cast()) };
             for j in 0..R {
                 // SAFETY: block b < nb of activation row j, its quants, scale and sum.
-                let (y, yd, c0) = unsafe { (a[j].add(b * B80 + yq), *s[j].add(b), *c[j].add(b)) };
+                let (y, yd, c0) =
+                    unsafe { (a[j].sub(b * B80 + yq, 32), *s[j].at(b, 1), *c[j].at(b, 1)) };
                 let mut i = _mm256_set1_epi32(c0);
                 for k in 0..8 {
                     // SAFETY: activation bytes 4k .. 4k + 4 of the block's 32.
                     let yk =
-                        _mm256_set1_epi32(unsafe { y.add(4 * k).cast::<i32>().read_unaligned() });
+                        _mm256_set1_epi32(unsafe { y.at(4 * k, 4).cast::<i32>().read_unaligned() });
                     i = _mm256_dpbusd_epi32(i, ux[k], yk);
                 }
                 let dd = _mm256_mul_ps(d, _mm256_set1_ps(yd));
@@ -391,7 +405,7 @@ mod x86 {
         for j in 0..R {
             let v = _mm256_add_ps(facc[0][j], facc[1][j]);
             // SAFETY: `out[j]` is eight writable f32; `storeu` has no alignment requirement.
-            unsafe { _mm256_storeu_ps(out[j].as_mut_ptr(), v) };
+            unsafe { _mm256_storeu_ps(ptr_at_mut(&mut out[j], 0, 8), v) };
         }
     }
 }

@@ -5,6 +5,8 @@
 
 use std::arch::x86_64::*;
 
+use crate::checked::{load_at, Raw};
+
 /// `f16(x[ox..]) · f16(y[oy..])` with F16C (exact conversions, one f32 product like the scalar
 /// code). Both halves go through one `movd` so nothing depends on a previous vector register.
 #[inline]
@@ -21,7 +23,7 @@ pub(crate) fn d_prod(x: &[u8], ox: usize, y: &[u8], oy: usize) -> f32 {
 pub(crate) fn load32(b: &[u8]) -> __m256i {
     let b = &b[..32];
     // SAFETY: `b` has exactly 32 readable bytes; `loadu` has no alignment requirement.
-    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+    unsafe { _mm256_loadu_si256(load_at::<32, u8>(b, 0).cast()) }
 }
 
 /// Unpacks 16 bytes of nibbles into 32 bytes: low nibbles (elements 0..16) then high nibbles.
@@ -30,7 +32,7 @@ pub(crate) fn load32(b: &[u8]) -> __m256i {
 pub(crate) fn nibbles(qs: &[u8]) -> __m256i {
     let qs = &qs[..16];
     // SAFETY: `qs` has exactly 16 readable bytes; `loadu` has no alignment requirement.
-    let v = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
+    let v = unsafe { _mm_loadu_si128(load_at::<16, u8>(qs, 0).cast()) };
     let both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
     _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
 }
@@ -85,23 +87,25 @@ pub(crate) fn hsum_i32(v: __m256i) -> i32 {
 /// The 32 bytes at `p + off`.
 ///
 /// # Safety
-/// `p + off .. p + off + 32` must be readable.
+/// `p + off .. p + off + 32` must be readable (and lie within `p`'s length, asserted in debug
+/// builds).
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn ld(p: *const u8, off: usize) -> __m256i {
+pub(crate) unsafe fn ld(p: Raw<u8>, off: usize) -> __m256i {
     // SAFETY: the caller guarantees 32 readable bytes at `p + off`; `loadu` needs no alignment.
-    unsafe { _mm256_loadu_si256(p.add(off).cast()) }
+    unsafe { _mm256_loadu_si256(p.at(off, 32).cast()) }
 }
 
 /// The 16 bytes at `p + off`.
 ///
 /// # Safety
-/// `p + off .. p + off + 16` must be readable.
+/// `p + off .. p + off + 16` must be readable (and lie within `p`'s length, asserted in debug
+/// builds).
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn ld16(p: *const u8, off: usize) -> __m128i {
+pub(crate) unsafe fn ld16(p: Raw<u8>, off: usize) -> __m128i {
     // SAFETY: the caller guarantees 16 readable bytes at `p + off`; `loadu` needs no alignment.
-    unsafe { _mm_loadu_si128(p.add(off).cast()) }
+    unsafe { _mm_loadu_si128(p.at(off, 16).cast()) }
 }
 
 /// The sums of the eight i32 lanes of `a` and of the four of `b` (exact, wrapping).
@@ -121,11 +125,12 @@ pub(crate) fn hsum2_i32(a: __m256i, b: __m128i) -> (i32, i32) {
 /// times slower.
 ///
 /// # Safety
-/// `p + off .. p + off + 2` must be readable and the CPU must have F16C.
+/// `p + off .. p + off + 2` must be readable (and lie within `p`'s length, asserted in debug
+/// builds) and the CPU must have F16C.
 #[inline]
-pub(crate) unsafe fn f16(p: *const u8, off: usize) -> f32 {
+pub(crate) unsafe fn f16(p: Raw<u8>, off: usize) -> f32 {
     // SAFETY: the caller guarantees 2 readable bytes.
-    let bits = u64::from(unsafe { p.add(off).cast::<u16>().read_unaligned() });
+    let bits = u64::from(unsafe { p.at(off, 2).cast::<u16>().read_unaligned() });
     // SAFETY: the caller guarantees F16C.
     _mm_cvtss_f32(unsafe { f16x4(bits) })
 }
