@@ -1,7 +1,6 @@
 //! `llama31 serve`: the OpenAI-compatible HTTP server. It listens at once (`/health` answers 503
 //! while the model loads) and serves once the model is in memory.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +10,7 @@ use clap::Args;
 use llama31_engine::{default_stop_tokens, Adapter, Engine, EngineConfig};
 use llama31_model::{LoraAdapter, LoraSet, Model};
 use llama31_server::lora::{LoraLoader, Served};
+use llama31_server::serve::{serve, ServeOptions};
 use llama31_server::{app, AppState, Backend, ServerConfig};
 
 use crate::source::{self, Source, SourceExt};
@@ -62,6 +62,14 @@ pub struct ServeArgs {
     /// the plan counted is not there.
     #[arg(long)]
     kv_commit: bool,
+    /// Seconds a client has to send a request's head (request line and headers), and that an
+    /// idle keep-alive connection is kept; a slower client is disconnected. 0: no limit.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    header_timeout: u64,
+    /// Seconds a client may leave the server's writes blocked (it reads nothing: a full socket
+    /// or stream buffer) before it is disconnected and its request cancelled. 0: no limit.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    write_timeout: u64,
     #[command(flatten)]
     weights: crate::load::WeightArgs,
 }
@@ -108,6 +116,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         api_key,
         max_body_bytes: args.max_body,
         max_loras: args.max_loras,
+        stream_stall_timeout: (args.write_timeout > 0)
+            .then(|| std::time::Duration::from_secs(args.write_timeout)),
         ..ServerConfig::default()
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -128,6 +138,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
     );
 
     let drain = std::time::Duration::from_secs(args.drain_timeout);
+    let serve_options = ServeOptions {
+        header_read_timeout: (args.header_timeout > 0)
+            .then(|| std::time::Duration::from_secs(args.header_timeout)),
+        write_timeout: (args.write_timeout > 0)
+            .then(|| std::time::Duration::from_secs(args.write_timeout)),
+    };
     let loader_state = Arc::clone(&state);
     std::thread::Builder::new()
         .name("llama31-load".into())
@@ -173,20 +189,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
             );
             let _ = tx.send(true);
         };
-        let server = axum::serve(listener, app(state)).with_graceful_shutdown(signal);
+        let server = serve(listener, app(state), serve_options, signal);
         let deadline = async move {
             let _ = rx.wait_for(|&v| v).await;
             tokio::time::sleep(drain).await;
         };
         tokio::select! {
-            r = server.into_future() => r,
+            () = server => {}
             () = deadline => {
                 eprintln!("llama31 serve: --drain-timeout reached with requests still running; exiting");
-                Ok(())
             }
         }
-    })
-    .context("serving")?;
+    });
     eprintln!("llama31 serve: stopped");
     Ok(())
 }

@@ -271,7 +271,13 @@ impl Engine {
             if q.shutdown {
                 return Err(SubmitError::Stopped);
             }
-            if q.jobs.len() >= self.config.max_queue {
+            // A slot freed during the current step (its request finished) takes a waiting request
+            // at the next step: a request that arrives meanwhile is not refused because of it.
+            let free = self
+                .config
+                .slots
+                .saturating_sub(self.shared.metrics.active.load(Ordering::SeqCst));
+            if q.jobs.len() >= self.config.max_queue + free {
                 return Err(SubmitError::QueueFull {
                     queued: q.jobs.len(),
                 });
@@ -387,7 +393,7 @@ impl<M: LanguageModel, D: Detokenizer> Worker<M, D> {
             }
             shared.metrics.queued.store(q.jobs.len(), Ordering::Relaxed);
             let active = self.slots.iter().filter(|s| s.active.is_some()).count();
-            shared.metrics.active.store(active, Ordering::Relaxed);
+            shared.metrics.active.store(active, Ordering::SeqCst);
             self.count_kv();
             self.count_adapters(&q.jobs);
             if active > 0 {
@@ -652,8 +658,22 @@ impl<M: LanguageModel, D: Detokenizer> Worker<M, D> {
         }
         match step.finish {
             None => self.slots[slot].active = Some(a),
-            Some(finish) => self.finish(a, finish, step.tail),
+            Some(finish) => {
+                // The slot is free from now on (before the client hears `Done`, so that its next
+                // request counts it).
+                self.release_slot();
+                self.finish(a, finish, step.tail)
+            }
         }
+    }
+
+    /// Counts one slot less in use (the gauge is set again at the next admission).
+    fn release_slot(&self) {
+        let _ = self
+            .shared
+            .metrics
+            .active
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
     /// Reports the released `tail` text and `Done` (nothing for a cancelled request).

@@ -273,3 +273,52 @@ fn a_model_error_fails_the_request_and_the_engine_goes_on() {
     let o = collect(&submit(&engine, script_request(&[])).1);
     assert_eq!(o.finish, Some(FinishReason::StopToken { id: 0 }));
 }
+
+fn engine_with_queue(slots: usize, max_queue: usize) -> Engine {
+    let vocab = Arc::new(script_vocab());
+    let model = Arc::new(ScriptModel::new(16, 64, 3, vec![1, 2, 5, 6, 3, 4, 0]));
+    let config = EngineConfig {
+        slots,
+        ctx: 64,
+        max_queue,
+        step_tokens: 64,
+    };
+    Engine::start(model, vocab, config).unwrap()
+}
+
+fn try_submit(engine: &Engine) -> Result<(Ticket, mpsc::Receiver<Event>), SubmitError> {
+    let (tx, rx) = mpsc::channel();
+    engine
+        .submit(script_request(&[]), Box::new(move |ev| tx.send(ev).is_ok()))
+        .map(|t| (t, rx))
+}
+
+#[test]
+fn a_free_slot_takes_a_request_even_with_no_queue() {
+    let engine = engine_with_queue(1, 0);
+    for _ in 0..20 {
+        let (_t, rx) = try_submit(&engine).expect("refused although the slot is free");
+        assert!(matches!(
+            collect(&rx).finish,
+            Some(FinishReason::StopToken { .. })
+        ));
+    }
+}
+
+#[test]
+fn a_request_sent_as_soon_as_another_finishes_is_not_refused() {
+    // One slot, one place in the queue: a client that sends its next request the moment it hears
+    // `Done` must find room (the finished request's slot), even before the engine has moved the
+    // waiting request into it.
+    let engine = engine_with_queue(1, 1);
+    let (_t1, mut running) = try_submit(&engine).unwrap();
+    let mut tickets = Vec::new();
+    for i in 0..30 {
+        let (t, waiting) =
+            try_submit(&engine).unwrap_or_else(|e| panic!("request {i} refused: {e:?}"));
+        tickets.push(t);
+        collect(&running);
+        running = waiting;
+    }
+    collect(&running);
+}

@@ -175,7 +175,7 @@ async fn handle(state: Arc<AppState>, body: Body) -> Result<Response, ApiError> 
             include_usage: req.common.include_usage,
             prompt_tokens: req.prompt.len(),
         };
-        let (tx, resp) = sse_channel();
+        let (tx, resp) = sse_channel(state.config.stream_stall_timeout);
         tokio::spawn(ctx.run(tx, state, backend, running));
         return Ok(resp);
     }

@@ -169,7 +169,7 @@ async fn handle(state: Arc<AppState>, body: Body) -> Result<Response, ApiError> 
         prompt_tokens,
     };
     if common.stream {
-        let (tx, resp) = sse_channel();
+        let (tx, resp) = sse_channel(state.config.stream_stall_timeout);
         tokio::spawn(ctx.stream(tx, state, backend, running));
         return Ok(resp);
     }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod misc;
 pub mod params;
 pub mod run;
+pub mod serve;
 pub mod stream;
 pub mod tools;
 pub mod web;
@@ -56,6 +57,9 @@ pub struct ServerConfig {
     pub max_top_logprobs: usize,
     /// Most LoRA adapters served at once (vLLM's `--max-loras`).
     pub max_loras: usize,
+    /// A streaming client that takes no chunk for this long while the stream's buffer is full
+    /// counts as gone: its request is cancelled and its slot freed (`None`: never).
+    pub stream_stall_timeout: Option<std::time::Duration>,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +72,7 @@ impl Default for ServerConfig {
             max_stop: 16,
             max_top_logprobs: 20,
             max_loras: 16,
+            stream_stall_timeout: Some(std::time::Duration::from_secs(30)),
         }
     }
 }

@@ -162,6 +162,29 @@ pub fn serve(state: Arc<AppState>) -> SocketAddr {
     rx.recv().unwrap()
 }
 
+/// Serves `state` with the accept loop of `llama31 serve` (header-read and write timeouts) in a
+/// background thread.
+pub fn serve_with(
+    state: Arc<AppState>,
+    options: llama31_server::serve::ServeOptions,
+) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            llama31_server::serve::serve(listener, app(state), options, std::future::pending())
+                .await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
 #[derive(Debug)]
 pub struct Resp {
     pub status: u16,
