@@ -19,35 +19,9 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "$want" >"$stamp"
 fi
 
-# Where cargo puts the binary: honours CARGO_TARGET_DIR and a target-dir in cargo's config.
-TARGET_DIR="$(cargo metadata --format-version 1 --no-deps \
-  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
-BIN="$TARGET_DIR/release/llama31"
-[ -x "$BIN" ] || cargo build --release --bin llama31
-LOG="$(mktemp)"
+. scripts/serve-for-tests.sh
 # --dequantize: the f32 path answers the test's questions the way the assertions expect (with
 # llama.cpp's Q4_1 arithmetic, the default, SmolLM2 does not name Paris).
-"$BIN" serve --model "$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf" --port 0 --parallel 4 --ctx 2048 \
-  --api-key test-key --alias smollm2 --dequantize 2>"$LOG" &
-PID=$!
-# On any failure the server's own log is shown: it says why a load failed or what it answered.
-finish() {
-  local rc=$?
-  kill $PID 2>/dev/null || true
-  wait $PID 2>/dev/null || true
-  if [ "$rc" -ne 0 ]; then
-    echo "--- llama31 serve log ---" >&2
-    cat "$LOG" >&2
-  fi
-  rm -f "$LOG"
-  exit "$rc"
-}
-trap finish EXIT
-for _ in $(seq 1 300); do
-  URL="$(grep -o 'http://[0-9.:]*' "$LOG" | head -1 || true)"
-  [ -n "$URL" ] && break
-  kill -0 $PID 2>/dev/null || { echo "server exited" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$URL" ] || { echo "server did not start" >&2; exit 1; }
+start_server --model "$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf" --parallel 4 --ctx 2048 \
+  --api-key test-key --alias smollm2 --dequantize
 "$VENV/bin/python" tests/openai/test_openai.py "$URL" test-key "$PID"

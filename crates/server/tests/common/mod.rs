@@ -146,20 +146,9 @@ pub fn start_tiny_llama_lora(
 
 /// Serves `state` (with or without a backend) in a background thread.
 pub fn serve(state: Arc<AppState>) -> SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            axum::serve(listener, app(state)).await.unwrap();
-        });
-    });
-    rx.recv().unwrap()
+    spawn_server(move |listener| async move {
+        axum::serve(listener, app(state)).await.unwrap();
+    })
 }
 
 /// Serves `state` with the accept loop of `llama31 serve` (header-read and write timeouts) in a
@@ -168,6 +157,17 @@ pub fn serve_with(
     state: Arc<AppState>,
     options: llama31_server::serve::ServeOptions,
 ) -> SocketAddr {
+    spawn_server(move |listener| async move {
+        llama31_server::serve::serve(listener, app(state), options, std::future::pending()).await;
+    })
+}
+
+/// Binds a loopback port and runs `run(listener)` on a runtime of its own thread.
+fn spawn_server<F, Fut>(run: F) -> SocketAddr
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -178,8 +178,7 @@ pub fn serve_with(
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
-            llama31_server::serve::serve(listener, app(state), options, std::future::pending())
-                .await;
+            run(listener).await;
         });
     });
     rx.recv().unwrap()
