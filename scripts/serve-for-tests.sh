@@ -1,7 +1,20 @@
-# Sourced by the end-to-end test scripts: `start_server ARGS...` starts `llama31 serve ARGS...`
+# Sourced by the end-to-end test scripts. `ensure_venv VENV REQUIREMENTS` makes the virtual
+# environment and installs the requirements file into it when the file changed (PYTHON picks the
+# interpreter). `start_server ARGS...` starts `llama31 serve ARGS...`
 # (the release binary, wherever cargo puts it; built when missing) on a free loopback port, waits
 # until it listens and sets URL and PID. On exit the server is stopped, and on a failure its own
 # log is shown: it says why a load failed or what it answered.
+
+ensure_venv() {
+  local venv="$1" req="$2"
+  [ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$venv"
+  local stamp="$venv/.requirements.sha256" want
+  want="$(sha256sum "$req" | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+    echo "$want" >"$stamp"
+  fi
+}
 
 start_server() {
   # Where cargo puts the binary: honours CARGO_TARGET_DIR and a target-dir in cargo's config.

@@ -8,7 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CACHE="${LLAMA31_CACHE:-$HOME/.cache/llama31}"
-PY="${PYTHON:-python3}"
 VENV="$CACHE/venv-browser"
 REQ="scripts/requirements-browser.txt"
 export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
@@ -26,17 +25,8 @@ if [ ! -x "$CHROMIUM" ] || [ ! -x "$CHROMEDRIVER" ]; then
   fi
 fi
 
-if [ ! -x "$VENV/bin/python" ]; then
-  "$PY" -m venv "$VENV"
-fi
-stamp="$VENV/.requirements.sha256"
-want="$(sha256sum "$REQ" | cut -d' ' -f1)"
-if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQ"
-  echo "$want" >"$stamp"
-fi
-
 . scripts/serve-for-tests.sh
+ensure_venv "$VENV" "$REQ"
 KEY="browser-test-key"
 # --dequantize: the f32 path gives SmolLM2's sensible replies (the screenshots show them).
 start_server --model "$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf" --parallel 2 --ctx 2048 \

@@ -6,20 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CACHE="${LLAMA31_CACHE:-$HOME/.cache/llama31}"
-PY="${PYTHON:-python3}"
 VENV="$CACHE/venv-openai"
 REQ="scripts/requirements-openai.txt"
-if [ ! -x "$VENV/bin/python" ]; then
-  "$PY" -m venv "$VENV"
-fi
-stamp="$VENV/.requirements.sha256"
-want="$(sha256sum "$REQ" | cut -d' ' -f1)"
-if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQ"
-  echo "$want" >"$stamp"
-fi
-
 . scripts/serve-for-tests.sh
+ensure_venv "$VENV" "$REQ"
 # --dequantize: the f32 path answers the test's questions the way the assertions expect (with
 # llama.cpp's Q4_1 arithmetic, the default, SmolLM2 does not name Paris).
 start_server --model "$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf" --parallel 4 --ctx 2048 \
